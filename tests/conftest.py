@@ -110,7 +110,8 @@ def _plain(value):
         return value.tolist()
     return value
 
-print({REPORT_MARKER!r} + _json.dumps({{name: _plain(globals()[name]) for name in {names!r}}}, default=str))
+_values = {{name: _plain(globals()[name]) for name in {names!r}}}
+print({REPORT_MARKER!r} + _json.dumps(_values, default=str))
 """
 
 
