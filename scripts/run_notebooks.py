@@ -85,7 +85,8 @@ def execute(
 
     ``extra_code`` runs as a last cell (the tests use it to read variables).
     The executed notebook is written to ``output`` when given, also when a
-    cell fails, so the error can be read in context.
+    cell fails, so the error can be read in context; the kernel's own log goes
+    beside it, as ``<name>.kernel.log``.
     """
     notebook = nbformat.read(path, as_version=4)
     if extra_code:
@@ -96,8 +97,13 @@ def execute(
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    # The kernel's own log (start-up notices, crashes) goes to a file, not
+    # into the middle of this script's progress lines.
+    log_path = output.with_suffix(".kernel.log") if output else Path(os.devnull)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        client.execute()
+        with open(log_path, "w") as kernel_log:
+            client.execute(stderr=kernel_log)
     finally:
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
