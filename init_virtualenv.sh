@@ -46,7 +46,6 @@ else
     echo "Reusing the virtual environment in $venv"
 fi
 
-"$venv/bin/python" -m pip install --quiet --upgrade pip
 echo "Installing the pinned packages from requirements.txt (a few minutes the first time)"
 "$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt"
 if [ "$backends" = yes ]; then

@@ -111,6 +111,46 @@ def execute(
     return notebook
 
 
+REPORT_MARKER = "__WORKSHOP_REPORT__"
+
+
+def _report_code(names: list[str]) -> str:
+    """Build a cell that prints the named notebook variables as one JSON line."""
+    return f"""
+import json as _json
+
+def _plain(value):
+    if hasattr(value, "numpy") and callable(value.numpy):
+        value = value.numpy()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+_values = {{name: _plain(globals()[name]) for name in {names!r}}}
+print({REPORT_MARKER!r} + _json.dumps(_values, default=str))
+"""
+
+
+def execute_and_report(
+    path: Path, names: list[str], output: Path | None = None
+) -> dict[str, object]:
+    """Execute a notebook and return the values of the named variables.
+
+    Values are converted to plain JSON types (arrays and tensors to lists),
+    so tests and benchmarks read what the notebook computed without any test
+    code inside the notebook.
+    """
+    if not names:
+        execute(path, output)
+        return {}
+    notebook = execute(path, output, extra_code=_report_code(names))
+    for item in notebook.cells[-1].get("outputs", []):
+        text = item.get("text", "")
+        if REPORT_MARKER in text:
+            return json.loads(text.split(REPORT_MARKER, 1)[1].splitlines()[0])
+    raise RuntimeError(f"{path} printed no report of {names}; see {output}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run")
