@@ -225,6 +225,10 @@ class DownloadError(RuntimeError):
     """A dataset file could not be obtained or failed verification."""
 
 
+class NoSpaceError(DownloadError):
+    """The disk that holds the download cache is full."""
+
+
 def datasets() -> dict[str, Dataset]:
     """Read the dataset table, ``data/datasets.csv``, keyed by name."""
     table: dict[str, Dataset] = {}
@@ -294,6 +298,8 @@ def fetch(name: str, retries: int = 3, timeout: float = 30.0) -> Path:
         for source in _sources(dataset):
             try:
                 _fetch_from(source, dataset, target, retries, timeout)
+            except NoSpaceError:
+                raise  # every other source would fail the same way
             except DownloadError as error:
                 failures.append(f"  {source}: {error}")
                 continue
@@ -369,10 +375,11 @@ def _fetch_from(
             raise DownloadError(f"the file it gave is invalid ({problem})")
         os.replace(partial, target)
     except OSError as error:
-        if error.errno == errno.ENOSPC:
-            raise DownloadError(
-                f"no space left on the device holding {target.parent}; "
-                "free some space or set WORKSHOP_DATA to a larger folder"
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(
+                f"Could not save dataset {dataset.name!r}: no space left on the "
+                f"device holding {target.parent} ({error.strerror}). Free some "
+                "space or set WORKSHOP_DATA to a folder on a larger disk."
             ) from error
         raise DownloadError(f"{type(error).__name__}: {error}") from error
     finally:
@@ -419,7 +426,13 @@ def _fetch_archive_member(
                 )
             with zipped.open(member) as source, open(partial, "wb") as sink:
                 shutil.copyfileobj(source, sink, 1 << 20)
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, DownloadError) as error:
+        # A damaged archive in the cache would fail every later call too, so it
+        # goes; a copy in a mirror folder belongs to whoever prepared it.
+        if archive == candidates[0]:
+            archive.unlink(missing_ok=True)
+        if isinstance(error, DownloadError):
+            raise
         raise DownloadError(f"{archive} is not a valid zip archive: {error}") from error
 
 
@@ -435,8 +448,11 @@ def _download(
     attempt = 0
     while True:
         offset = partial.stat().st_size if partial.exists() else 0
-        if size is not None and offset >= size:
+        if size is not None and offset == size:
             return
+        if size is not None and offset > size:
+            partial.unlink()  # longer than the file can be: not a prefix of it
+            offset = 0
         request = urllib.request.Request(
             url, headers={"User-Agent": "tf-keras-workshop"}
         )
@@ -446,6 +462,9 @@ def _download(
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 if offset and response.status != 206:
                     offset = 0  # the server ignored the Range request
+                elif offset and not _continues_at(response, offset):
+                    partial.unlink()  # a range we did not request: start over
+                    continue
                 mode = "ab" if offset else "wb"
                 length = response.headers.get("Content-Length")
                 total = offset + int(length) if length and length.isdigit() else size
@@ -477,10 +496,14 @@ def _download(
                 raise DownloadError(f"HTTP {error.code} {error.reason}") from error
             reason = f"HTTP {error.code}"
         except urllib.error.URLError as error:
-            if isinstance(error.reason, ssl.SSLError):
+            if isinstance(error.reason, ssl.SSLCertVerificationError):
                 raise DownloadError(
-                    f"SSL certificate verification failed: {error.reason}"
+                    f"SSL certificate verification failed: {error.reason}. "
+                    "If your network intercepts HTTPS, set SSL_CERT_FILE to your "
+                    "site's CA bundle; verification stays on."
                 ) from error
+            if isinstance(error.reason, ssl.SSLError):
+                raise DownloadError(f"SSL error: {error.reason}") from error
             if attempt >= retries:
                 raise DownloadError(f"connection failed: {error.reason}") from error
             reason = str(error.reason)
@@ -497,6 +520,14 @@ def _download(
             + f"retry {attempt} of {retries} in {pause:.0f} s"
         )
         time.sleep(pause)
+
+
+def _continues_at(response: Any, offset: int) -> bool:
+    """Return True if the 206 ``response`` continues the file at ``offset``."""
+    content_range = response.headers.get("Content-Range", "")
+    unit, _, span = content_range.partition(" ")
+    start = span.split("-", 1)[0]
+    return unit == "bytes" and start.isdigit() and int(start) == offset
 
 
 # --------------------------------------------------------------------------

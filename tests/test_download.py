@@ -93,7 +93,7 @@ def test_not_found_names_url_and_fix(table: Path, tmp_path: Path, monkeypatch) -
     assert cache_files(table) == []
 
 
-class DroppingHandler(http.server.BaseHTTPRequestHandler):
+class DroppingHandler(http.server.SimpleHTTPRequestHandler):
     """Announces the whole file but closes the connection halfway through."""
 
     payload = b""
