@@ -541,8 +541,14 @@ def read_idx(path: Path) -> np.ndarray:
     The header is a magic number (0x0000, type 0x08 for unsigned bytes, the
     number of dimensions) followed by each dimension as a big-endian int32.
     """
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = handle.read()
+    except (EOFError, gzip.BadGzipFile) as error:
+        raise ValueError(
+            f"{path} is not a complete gzip file ({error}); delete it and fetch "
+            "it again with common.fetch"
+        ) from error
     if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
@@ -621,12 +627,37 @@ def read_grey_image(source: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             image.seek(0)
             image = ImageOps.exif_transpose(image)
-            return _to_grey(image)
+            grey = _to_grey(image)
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"{path} has more pixels than Pillow opens safely ({error}); "
+            f"save it at most {MAX_IMAGE_SIDE} pixels wide and high"
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ValueError(
             f"{path} is not an image that Pillow can read ({error}); "
             "use a PNG or JPEG file"
         ) from error
+    return _shrink(grey, MAX_IMAGE_SIDE)
+
+
+# Larger pictures (phone photos) are shrunk to this many pixels on their
+# longer side before preprocessing: the digit ends up 20 pixels high anyway,
+# and the median filter on 12 megapixels would take seconds.
+MAX_IMAGE_SIDE = 1024
+
+
+def _shrink(grey: np.ndarray, max_side: int) -> np.ndarray:
+    """Resize a grey image so its longer side is at most ``max_side`` pixels."""
+    from PIL import Image
+
+    height, width = grey.shape
+    if max(height, width) <= max_side:
+        return grey
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    shrunk = Image.fromarray(grey).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(shrunk, dtype=np.float32).clip(0.0, 1.0)
 
 
 def _to_grey(image: Any) -> np.ndarray:
@@ -667,6 +698,9 @@ def mnist_like(
     grey = np.asarray(grey, dtype=np.float32)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ValueError(f"Expected a 2-D grey image, got shape {grey.shape}")
+    if not np.isfinite(grey).all():
+        raise ValueError("The grey image contains NaN or infinite values")
+    grey = grey.clip(0.0, 1.0)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     inverted = 1.0 - grey if np.median(border) > 0.5 else grey.copy()
     background = float(np.median(inverted))
@@ -721,6 +755,69 @@ def _centre_of_mass_shift(image: np.ndarray) -> np.ndarray:
 def prepare_digit(source: str | Path) -> np.ndarray:
     """Read a picture of one digit and return it as a (28, 28, 1) MNIST input."""
     return mnist_like(read_grey_image(source))["centred"][..., np.newaxis]
+
+
+def load_digit_model(path: str | Path) -> Any:
+    """Load the network that ``mnist_train.ipynb`` saved and check its shape.
+
+    Raises FileNotFoundError if nothing is at ``path``, and ValueError with
+    the Keras versions involved when Keras cannot load the file (a TensorFlow
+    SavedModel folder, a damaged file, a file from another Keras release), or
+    when the model does not map 28x28x1 images to 10 classes (a model saved
+    by another notebook).
+    """
+    import keras
+
+    path = Path(path)
+    retrain = "run mnist_train.ipynb in this environment to save one it can load"
+    if not path.exists():
+        raise FileNotFoundError(f"No trained model at {path}: run mnist_train.ipynb")
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a folder (a TensorFlow SavedModel?), which Keras "
+            f"{keras.__version__} cannot load as a model; {retrain}"
+        )
+    saved_by = _saved_keras_version(path)
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for foreign files
+        origin = f", saved by Keras {saved_by}" if saved_by else ""
+        raise ValueError(
+            f"Keras {keras.__version__} could not load {path}{origin}: "
+            f"{type(error).__name__}: {error}. {retrain.capitalize()}."
+        ) from error
+    expected_input, expected_output = (None, 28, 28, 1), (None, 10)
+    if model.input_shape != expected_input or model.output_shape != expected_output:
+        raise ValueError(
+            f"{path} contains the model {model.name!r} with input shape "
+            f"{model.input_shape} and output shape {model.output_shape}, but the "
+            f"MNIST network maps {expected_input} to {expected_output}; is it "
+            "from another notebook? Point to mnist_convnet.keras"
+        )
+    return model
+
+
+def _saved_keras_version(path: Path) -> str | None:
+    """Return the Keras version recorded in a .keras or .h5 file, if any."""
+    import json
+
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                metadata = json.loads(archive.read("metadata.json"))
+            return str(metadata.get("keras_version")) or None
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+            return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as h5:
+            version = h5.attrs.get("keras_version")
+    except OSError:
+        return None
+    if isinstance(version, bytes):
+        version = version.decode()
+    return str(version) if version is not None else None
 
 
 # --------------------------------------------------------------------------
