@@ -687,7 +687,8 @@ def mnist_like(
     returned in order so a notebook can show each one:
 
     ``inverted``: dark-on-light pictures (a bright border) are inverted;
-    ``stretched``: the background level becomes 0 and the brightest ink 1;
+    ``stretched``: the paper level (the median of the border) becomes 0 and the
+    brightest ink 1;
     ``cropped``: the bounding box of the strokes; ``scaled``: the longer side
     resized to ``box`` pixels, keeping the aspect ratio; ``centred`` (the
     result): placed in ``size`` x ``size`` with the centre of mass in the
@@ -702,8 +703,11 @@ def mnist_like(
         raise ValueError("The grey image contains NaN or infinite values")
     grey = grey.clip(0.0, 1.0)
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    inverted = 1.0 - grey if np.median(border) > 0.5 else grey.copy()
-    background = float(np.median(inverted))
+    dark_on_light = np.median(border) > 0.5
+    inverted = 1.0 - grey if dark_on_light else grey.copy()
+    # The paper level comes from the border, which a digit rarely fills; the
+    # median of the whole picture would be ink for a bold, tightly cropped one.
+    background = float(np.median(1.0 - border if dark_on_light else border))
     peak = float(inverted.max())
     if peak - background < 0.1:
         raise ValueError(
