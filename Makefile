@@ -7,6 +7,10 @@
 #   WORKSHOP_MIRROR=FOLDER_OR_URL       where to look for data before the internet
 #   WORKSHOP_DATA=FOLDER                download cache (default: data/)
 #   VENV=FOLDER                         virtual environment (default: .venv)
+#   PYTEST_ARGS="-m notebooks"          extra pytest arguments for the test targets
+#
+# `make test-oldest` runs the tests on the oldest supported releases
+# (TensorFlow 2.16, Keras 3.3; requirements-oldest.txt) in .venv-oldest.
 
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
@@ -14,7 +18,11 @@ STAMP := $(VENV)/.workshop-installed
 SIZE := $(or $(WORKSHOP_SIZE),workshop)
 export WORKSHOP_SIZE WORKSHOP_MIRROR WORKSHOP_DATA WORKSHOP_OUTPUT
 
-.PHONY: all env data notebooks slides figures test lint clean
+OLDEST_VENV ?= .venv-oldest
+OLDEST_STAMP := $(OLDEST_VENV)/.workshop-installed
+BASE_PYTHON ?= python3
+
+.PHONY: all env data notebooks slides figures test test-oldest lint clean
 
 all: notebooks $(if $(wildcard slides/Makefile),slides)
 
@@ -30,7 +38,15 @@ notebooks: data
 	$(PYTHON) scripts/run_notebooks.py --build-dir build
 
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+$(OLDEST_STAMP): requirements-oldest.txt
+	$(BASE_PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet -r requirements-oldest.txt
+	touch $@
+
+test-oldest: $(OLDEST_STAMP)
+	$(OLDEST_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff format --check .

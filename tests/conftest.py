@@ -111,3 +111,13 @@ def run_notebook(
         return run_notebooks.execute_and_report(source, list(report or []), output)
 
     return run
+
+
+NOTEBOOK_FIXTURES = {"run_notebook", "workshop_env"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that executes notebooks, for ``pytest -m notebooks``."""
+    for item in items:
+        if NOTEBOOK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.notebooks)

@@ -169,6 +169,7 @@ def jupyter_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     installation: pip runs with ``--dry-run`` and ``--no-index`` and fails if
     anything were missing.
     """
+    pytest.importorskip("jupyter_server", reason="no Jupyter server installed")
     root = tmp_path_factory.mktemp("jupyter")
     venv = root / "venv"
     (venv / "bin").mkdir(parents=True)
