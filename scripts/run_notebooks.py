@@ -1,0 +1,140 @@
+"""Execute the workshop notebooks into a build folder and report their times.
+
+Usage: python scripts/run_notebooks.py [--build-dir build] [NOTEBOOK ...]
+
+Without arguments every notebook in tensorflow/ and keras/ runs, in the
+order of the workshop (a notebook that reads another's output runs after
+it). The sources stay untouched: executed copies go to
+``<build-dir>/<folder>/<name>.ipynb``. The kernel is this Python
+interpreter, whatever kernels the machine has registered; the run size
+comes from ``WORKSHOP_SIZE`` as in the notebooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+KERNEL_NAME = "tf-keras-workshop"
+
+# Workshop order: each notebook comes after the ones whose outputs it reads.
+ORDER = (
+    "tensorflow/xor.ipynb",
+    "tensorflow/automatic_differentiation.ipynb",
+    "tensorflow/gaussian.ipynb",
+    "tensorflow/queues.ipynb",
+    "keras/gaussian.ipynb",
+    "keras/mnist_train.ipynb",
+    "keras/mnist_apply.ipynb",
+    "keras/custom_loss_metric_callback.ipynb",
+    "keras/HIGGS_train.ipynb",
+    "keras/HIGGS_test.ipynb",
+    "keras/fit_generator.ipynb",
+)
+
+
+def workshop_notebooks() -> list[Path]:
+    """List every notebook that exists, in workshop order."""
+    listed = [REPO_ROOT / name for name in ORDER if (REPO_ROOT / name).exists()]
+    others = sorted(
+        path
+        for folder in ("tensorflow", "keras")
+        for path in (REPO_ROOT / folder).glob("*.ipynb")
+        if path not in listed
+    )
+    return listed + others
+
+
+def use_this_interpreter_as_kernel() -> None:
+    """Register this interpreter as the workshop kernel for child processes.
+
+    A private kernel spec folder goes first on ``JUPYTER_PATH``, so the
+    notebooks' kernel name resolves to this virtual environment even where
+    another Jupyter installation registered a kernel of the same name.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="workshop-kernel-"))
+    spec_dir = folder / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python (TF/Keras workshop)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    paths = [str(folder), os.environ.get("JUPYTER_PATH", "")]
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(path for path in paths if path)
+
+
+def execute(
+    path: Path,
+    output: Path | None = None,
+    extra_code: str | None = None,
+    timeout: int = 1800,
+) -> nbformat.NotebookNode:
+    """Execute one notebook in its own folder and return the executed copy.
+
+    ``extra_code`` runs as a last cell (the tests use it to read variables).
+    The executed notebook is written to ``output`` when given, also when a
+    cell fails, so the error can be read in context.
+    """
+    notebook = nbformat.read(path, as_version=4)
+    if extra_code:
+        notebook.cells.append(nbformat.v4.new_code_cell(extra_code))
+    client = NotebookClient(
+        notebook,
+        timeout=timeout,
+        kernel_name=KERNEL_NAME,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    try:
+        client.execute()
+    finally:
+        if output is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, output)
+    return notebook
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run")
+    parser.add_argument(
+        "--build-dir", type=Path, default=REPO_ROOT / "build", help="output folder"
+    )
+    args = parser.parse_args()
+    notebooks = [path.resolve() for path in args.notebooks] or workshop_notebooks()
+    use_this_interpreter_as_kernel()
+    size = os.environ.get("WORKSHOP_SIZE", "each notebook's default")
+    print(f"Executing {len(notebooks)} notebooks (size: {size}) into {args.build_dir}")
+    timings = []
+    for path in notebooks:
+        relative = path.relative_to(REPO_ROOT)
+        output = args.build_dir / relative
+        start = time.perf_counter()
+        print(f"  {relative} ...", end="", flush=True)
+        try:
+            execute(path, output)
+        except CellExecutionError as error:
+            print(" FAILED")
+            print(f"{relative} failed; the executed copy is {output}\n{error}")
+            return 1
+        seconds = time.perf_counter() - start
+        timings.append((relative, seconds))
+        print(f" {seconds:6.1f} s -> {output}")
+    total = sum(seconds for _, seconds in timings)
+    print(f"All {len(timings)} notebooks ran in {total:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
