@@ -35,6 +35,7 @@ import hashlib
 import http.client
 import os
 import platform
+import re
 import shutil
 import ssl
 import sys
@@ -104,6 +105,7 @@ def setup(seed: int = 42) -> None:
         devices = (
             _tensorflow_devices() if keras.backend.backend() == "tensorflow" else []
         )
+    _check_versions(keras.__version__, sys.modules.get("tensorflow"))
     keras.utils.set_random_seed(seed)
     versions = [
         f"Python {platform.python_version()}",
@@ -116,6 +118,40 @@ def setup(seed: int = 42) -> None:
     if devices:
         print(f"TensorFlow devices: {', '.join(devices)}")
     print(f"Random seed {seed}; run size {workshop_size()!r}")
+
+
+# The oldest releases the tests run on (requirements-oldest.txt).
+OLDEST_TESTED = {"Keras": (3, 3), "TensorFlow": (2, 16)}
+VERSION_FIX = (
+    "On SWAN, pick a newer software stack, or run once in a SWAN terminal "
+    "`pip install --user -r requirements-swan.txt` and start the session with "
+    "the option to use packages installed on CERNBox. Elsewhere, run "
+    "./init_virtualenv.sh and use its kernel."
+)
+
+
+def _check_versions(keras_version: str, tensorflow: Any = None) -> None:
+    """Raise for Keras 2; warn for releases older than the tested ones."""
+    found = {"Keras": keras_version}
+    if tensorflow is not None:
+        found["TensorFlow"] = tensorflow.__version__
+    if _major_minor(keras_version) < (3, 0):
+        raise RuntimeError(
+            f"Keras {keras_version} is Keras 2, but the notebooks need Keras 3 "
+            f"(TensorFlow 2.16 or newer). {VERSION_FIX}"
+        )
+    for name, version in found.items():
+        oldest = OLDEST_TESTED[name]
+        if _major_minor(version) < oldest:
+            print(
+                f"WARNING: {name} {version} is older than the oldest tested release "
+                f"({name} {oldest[0]}.{oldest[1]}); if a cell fails: {VERSION_FIX}"
+            )
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    numbers = [int(part) for part in re.findall(r"\d+", version)[:2]]
+    return (numbers + [0, 0])[0], (numbers + [0, 0])[1]
 
 
 def _tensorflow_devices() -> list[str]:

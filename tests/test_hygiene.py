@@ -166,3 +166,22 @@ def test_pre_commit_uses_pinned_ruff() -> None:
     assert versions == {pinned.group(1)}
     for hook in ("id: ruff-format", "id: ruff-check", "id: strip-notebooks"):
         assert hook in config
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            found[name.strip().lower()] = version.strip()
+    return found
+
+
+def test_swan_requirements_are_tested() -> None:
+    """What SWAN users install is the pair that make test-oldest runs on."""
+    swan = pins(REPO_ROOT / "requirements-swan.txt")
+    oldest = pins(REPO_ROOT / "requirements-oldest.txt")
+    assert set(swan) == {"tensorflow", "keras"}
+    for name, version in swan.items():
+        assert oldest.get(name) == version, name
