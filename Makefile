@@ -51,6 +51,7 @@ test-oldest: $(OLDEST_STAMP)
 lint: $(STAMP)
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m ruff check .
+	$(PYTHON) scripts/strip_notebooks.py --check $(wildcard tensorflow/*.ipynb keras/*.ipynb)
 
 clean:
 	rm -rf build output

@@ -262,7 +262,7 @@ class DownloadError(RuntimeError):
 
 
 class NoSpaceError(DownloadError):
-    """The disk that holds the download cache is full."""
+    """The disk that contains the download cache is full."""
 
 
 def datasets() -> dict[str, Dataset]:
@@ -464,7 +464,7 @@ def _fetch_archive_member(
                 shutil.copyfileobj(source, sink, 1 << 20)
     except (zipfile.BadZipFile, DownloadError) as error:
         # A damaged archive in the cache would fail every later call too, so it
-        # goes; a copy in a mirror folder belongs to whoever prepared it.
+        # is deleted. A copy in a mirror folder is left to the person who made it.
         if archive == candidates[0]:
             archive.unlink(missing_ok=True)
         if isinstance(error, DownloadError):

@@ -2,7 +2,7 @@
 
 Every case ends in one of two ways: ``fetch`` returns a file that matches
 the table's size and sha256, or it raises ``DownloadError`` with a message
-that says what failed, and the cache holds nothing that a later call would
+that names what failed, and the cache contains nothing that a later call would
 trust. The base cases (404, a dropped connection, a wrong checksum, a
 damaged cache) are in ``test_download.py``.
 """
@@ -34,7 +34,7 @@ server_sleep = time.sleep
 
 
 class FaultyHandler(http.server.SimpleHTTPRequestHandler):
-    """Serve ``payload`` at any path, misbehaving as ``plan`` says.
+    """Serve ``payload`` at any path, misbehaving as ``plan`` prescribes.
 
     Request number i follows ``plan[i]`` (the last entry repeats). Every
     request's path and Range header are appended to ``seen``. Subclass it per
@@ -72,7 +72,7 @@ class FaultyHandler(http.server.SimpleHTTPRequestHandler):
     # --- behaviours ------------------------------------------------------
 
     def serve_ok(self) -> None:
-        """Answer a Range request with 206, anything else with the file."""
+        """Send 206 and the rest of the file for a Range request, else the file."""
         offset = self.requested_offset()
         if offset:
             total = len(self.payload)
@@ -95,7 +95,7 @@ class FaultyHandler(http.server.SimpleHTTPRequestHandler):
             self.send_body(self.payload)
 
     def serve_wrong_range(self) -> None:
-        """Answer 206, but from byte 0 instead of the requested offset."""
+        """Send 206, but from byte 0 instead of the requested offset."""
         total = len(self.payload)
         self.send_body(self.payload, 206, Content_Range=f"bytes 0-{total - 1}/{total}")
 
@@ -130,7 +130,7 @@ class FaultyHandler(http.server.SimpleHTTPRequestHandler):
         self.close_connection = True
 
     def serve_stall(self) -> None:
-        """Wait longer than the client's timeout before answering."""
+        """Wait longer than the client's timeout, then close without a response."""
         server_sleep(self.stall_seconds)
         self.close_connection = True
 

@@ -2,9 +2,9 @@
 
 The setup cell's ``common.setup(seed=42)`` seeds Python, NumPy and the Keras
 backend. Every notebook that trains runs twice in fresh kernels at the quick
-size; all numbers it leaves in global variables (scalars and the ``history``
-of every Keras ``History``) must match exactly, except names that measure
-time.
+size. All numbers it leaves in global variables (scalars, small arrays and
+the ``history`` of every Keras ``History``) must match exactly, except
+names that measure time.
 """
 
 from __future__ import annotations
