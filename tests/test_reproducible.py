@@ -17,7 +17,9 @@ import pytest
 import run_notebooks
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TIMING_NAME = re.compile(r"time|second|elapsed|duration|start|stop", re.IGNORECASE)
+TIMING_NAME = re.compile(
+    r"time|second|elapsed|duration|start|stop|speed|throughput", re.IGNORECASE
+)
 MARKER = "__REPRODUCIBILITY__"
 
 COLLECT_NUMBERS = f"""
