@@ -384,11 +384,27 @@ def _file_lock(target: Path) -> Iterator[None]:
         except ImportError:  # Windows: no advisory locks, downloads still atomic
             yield
             return
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as error:
+            # Some network file systems (FUSE mounts such as EOS) have no
+            # locks. Then two processes may write the same .part file at once,
+            # and the checksum rejects the mixed result.
+            if error.errno not in _NO_LOCKS:
+                raise
+            print(
+                f"Note: no file locks on the file system of {lock_path.parent} "
+                f"({error.strerror}); run one download at a time there."
+            )
+            yield
+            return
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_NO_LOCKS = {errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 def _fetch_from(

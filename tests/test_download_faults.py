@@ -445,6 +445,21 @@ def test_concurrent_fetches_share_one_download(
     assert target.read_bytes() == sample_bytes
 
 
+def test_file_system_without_locks(
+    target: Path, handler, sample_bytes: bytes, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Where flock is not supported (some FUSE mounts), fetch still works."""
+    import fcntl
+
+    def no_locks(handle, operation) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = fetch_through(handler, ["ok"], tmp_path, monkeypatch)
+    assert path.read_bytes() == sample_bytes
+    assert "no file locks" in capsys.readouterr().out
+
+
 # --- SSL ----------------------------------------------------------------------
 
 

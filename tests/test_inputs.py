@@ -146,8 +146,14 @@ def test_exif_rotation_applied(tmp_path: Path, reference) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", b"\x89PNG\r\n\x1a\n" + b"\0" * 40, b"\xff\xd8"],
-    ids=["pdf", "broken-png", "cut-jpeg"],
+    [
+        b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n",
+        b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
+        b"\xff\xd8",
+        b"\x00\x00\x00\x18ftypheic" + b"\0" * 100,
+        b'<svg xmlns="http://www.w3.org/2000/svg"><path d="M 10 10 L 20 20"/></svg>',
+    ],
+    ids=["pdf", "broken-png", "cut-jpeg", "iphone-heic", "svg"],
 )
 def test_not_an_image_rejected(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "digit.png").write_bytes(content)
