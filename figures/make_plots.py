@@ -18,8 +18,9 @@ FIGURES_DIR = Path(__file__).resolve().parent
 REPO_ROOT = FIGURES_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import common  # noqa: E402  (quiets TensorFlow's log before Keras loads)
 import matplotlib  # noqa: E402
+
+import common  # noqa: E402  (quiets TensorFlow's log before Keras loads)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -78,7 +79,10 @@ def plot_xor_regions() -> None:
 def plot_gaussian_data(x: np.ndarray, y: np.ndarray) -> None:
     """Scatter the two Gaussian blobs that the training examples use."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    for value, colour, name in ((0, "tab:blue", "background"), (1, "tab:red", "signal")):
+    for value, colour, name in (
+        (0, "tab:blue", "background"),
+        (1, "tab:red", "signal"),
+    ):
         chosen = y == value
         ax.scatter(*x[chosen].T, s=6, c=colour, label=name)
     ax.set_xlabel("$x_1$")
@@ -99,16 +103,16 @@ def plot_gaussian_training(x: np.ndarray, y: np.ndarray) -> None:
         ]
     )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(
-        x, y, epochs=30, batch_size=64, validation_split=0.2, verbose=0
-    )
+    history = model.fit(x, y, epochs=30, batch_size=64, validation_split=0.2, verbose=0)
     save(common.plot_history(history), "gaussian_history")
 
     def predict(points: np.ndarray) -> np.ndarray:
         return model.predict(points, batch_size=4096, verbose=0).ravel()
 
     save(
-        common.plot_decision_boundary(predict, x[:400], y[:400], title="trained network"),
+        common.plot_decision_boundary(
+            predict, x[:400], y[:400], title="trained network"
+        ),
         "gaussian_boundary",
     )
 
@@ -139,7 +143,9 @@ def main() -> int:
     missing = collect_notebook_figures()
     if missing:
         # Not an error: the deck shows a placeholder for each of these.
-        print(f"{len(missing)} notebook figures not yet generated: {', '.join(missing)}")
+        print(
+            f"{len(missing)} notebook figures not yet generated: {', '.join(missing)}"
+        )
     return 0
 
 
