@@ -68,10 +68,11 @@ def plot_xor_regions() -> None:
         None,
         title="hand-set XOR network",
     )
-    ax = fig.axes[0]
+    ax, colorbar_ax = fig.axes[:2]
+    colorbar_ax.set_ylabel("network output, clipped to [0, 1]")
     for value, colour, name in ((0, "tab:blue", "XOR = 0"), (1, "tab:red", "XOR = 1")):
         chosen = labels == value
-        ax.scatter(*corners[chosen].T, s=80, c=colour, edgecolors="white", label=name)
+        ax.scatter(*corners[chosen].T, s=150, c=colour, edgecolors="black", label=name)
     ax.legend(loc="upper left")
     save(fig, "xor_regions")
 
