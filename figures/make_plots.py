@@ -51,7 +51,8 @@ def xor_network(x: np.ndarray) -> np.ndarray:
 def save(fig, name: str) -> None:
     """Write a figure as ``figures/<name>.pdf`` and print its path."""
     path = FIGURES_DIR / f"{name}.pdf"
-    fig.savefig(path, bbox_inches="tight")
+    # No creation date in the file, so an unchanged plot gives the same bytes.
+    fig.savefig(path, bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     print(f"Saved figure {path}")
 
