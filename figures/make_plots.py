@@ -35,7 +35,7 @@ NOTEBOOK_FIGURES = {
 }
 
 # The hand-set XOR solution from Goodfellow, Bengio and Courville,
-# "Deep Learning" (MIT Press, 2016), section 6.1.
+# "Deep Learning" (MIT Press, 2016), chapter 6.
 XOR_W = np.array([[1.0, 1.0], [1.0, 1.0]])
 XOR_C = np.array([0.0, -1.0])
 XOR_OUT_W = np.array([1.0, -2.0])
@@ -120,7 +120,7 @@ def plot_gaussian_training(x: np.ndarray, y: np.ndarray) -> None:
 
 
 def collect_notebook_figures() -> list[str]:
-    """Copy the notebook figures into ``figures/``; return the names not found."""
+    """Copy the notebook figures into ``figures/`` and return the names not found."""
     source_dir = common.output_dir() / "figures"
     missing = []
     for name, notebook in NOTEBOOK_FIGURES.items():

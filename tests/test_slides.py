@@ -25,17 +25,18 @@ SLIDES_DIR = REPO_ROOT / "slides"
 SLIDES_SOURCE = SLIDES_DIR / "slides.md"
 PREVIEW_DIR = REPO_ROOT / "build" / "slides-preview"
 
-# A 16:9 deck of about 40 frames plus 4 section pages.
+# The deck has 50 pages (title, 4 section pages, 45 frames), and the range
+# leaves room for edits.
 MIN_PAGES = 35
 MAX_PAGES = 70
 # Longest code line that fits a frame at the deck's code font size.
-MAX_CODE_LINE = 64
-# Blocks marked .fragment are shown but not run; keep them rare.
+MAX_CODE_LINE_LENGTH = 64
+# Blocks marked .fragment are shown but not run, so keep them rare.
 MAX_FRAGMENTS = 5
-# Seconds one chain of code blocks may take; the slowest trains for a few
-# seconds on a CPU.
+# Seconds one chain of code blocks may take. The slowest took about 30 s on
+# two CPU cores, most of it importing TensorFlow.
 CODE_TIMEOUT = 300
-# Chains run at the same time; each is one Python process.
+# Number of chains that run at the same time, each in its own process.
 PARALLEL_CHAINS = 4
 PREVIEW_PAGES = (1, 6, 13, 22, 41)
 
@@ -123,9 +124,9 @@ def test_code_block_classes_known() -> None:
 def test_code_lines_fit_frame() -> None:
     for block in CODE_BLOCKS:
         for offset, line in enumerate(block.lines, start=1):
-            assert len(line) <= MAX_CODE_LINE, (
+            assert len(line) <= MAX_CODE_LINE_LENGTH, (
                 f"slides.md:{block.line + offset}: code line of {len(line)} "
-                f"characters, at most {MAX_CODE_LINE} fit a frame"
+                f"characters, at most {MAX_CODE_LINE_LENGTH} fit a frame"
             )
 
 
@@ -201,7 +202,7 @@ class DeckBuild:
 
 
 def run_make(build_dir: Path, slides_dir: Path = SLIDES_DIR):
-    """Build the deck with make into ``build_dir``; return the finished process."""
+    """Build the deck with make into ``build_dir`` and return the finished process."""
     return subprocess.run(
         [
             "make",
