@@ -2,7 +2,7 @@
 
 Run from anywhere (``make figures`` in ``slides/`` runs it)::
 
-    python figures/make_plots.py
+    python figures/make_plots.py [--output-dir FOLDER]
 
 Plots drawn here use the workshop's own code in ``common.py`` and are
 written as PDF next to this file. Figures that only a notebook run produces
@@ -10,6 +10,7 @@ written as PDF next to this file. Figures that only a notebook run produces
 exist, so run the notebooks first to refresh those.
 """
 
+import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -48,16 +49,16 @@ def xor_network(x: np.ndarray) -> np.ndarray:
     return hidden @ XOR_OUT_W + XOR_OUT_B
 
 
-def save(fig, name: str) -> None:
-    """Write a figure as ``figures/<name>.pdf`` and print its path."""
-    path = FIGURES_DIR / f"{name}.pdf"
+def save(fig, name: str, target_dir: Path) -> None:
+    """Write a figure as ``<target_dir>/<name>.pdf`` and print its path."""
+    path = target_dir / f"{name}.pdf"
     # No creation date in the file, so an unchanged plot gives the same bytes.
     fig.savefig(path, bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     print(f"Saved figure {path}")
 
 
-def plot_xor_regions() -> None:
+def plot_xor_regions(target_dir: Path) -> None:
     """Colour the plane by the hand-set XOR network's output."""
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     labels = np.array([0, 1, 1, 0], dtype=np.float32)
@@ -75,10 +76,10 @@ def plot_xor_regions() -> None:
         chosen = labels == value
         ax.scatter(*corners[chosen].T, s=150, c=colour, edgecolors="black", label=name)
     ax.legend(loc="upper left")
-    save(fig, "xor_regions")
+    save(fig, "xor_regions", target_dir)
 
 
-def plot_gaussian_data(x: np.ndarray, y: np.ndarray) -> None:
+def plot_gaussian_data(x: np.ndarray, y: np.ndarray, target_dir: Path) -> None:
     """Scatter the two Gaussian blobs that the training examples use."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     for value, colour, name in (
@@ -90,10 +91,10 @@ def plot_gaussian_data(x: np.ndarray, y: np.ndarray) -> None:
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.legend(loc="upper left")
-    save(fig, "gaussian_data")
+    save(fig, "gaussian_data", target_dir)
 
 
-def plot_gaussian_training(x: np.ndarray, y: np.ndarray) -> None:
+def plot_gaussian_training(x: np.ndarray, y: np.ndarray, target_dir: Path) -> None:
     """Train the slides' small Keras classifier and plot its history and output."""
     import keras
 
@@ -106,7 +107,7 @@ def plot_gaussian_training(x: np.ndarray, y: np.ndarray) -> None:
     )
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=30, batch_size=64, validation_split=0.2, verbose=0)
-    save(common.plot_history(history), "gaussian_history")
+    save(common.plot_history(history), "gaussian_history", target_dir)
 
     def predict(points: np.ndarray) -> np.ndarray:
         return model.predict(points, batch_size=4096, verbose=0).ravel()
@@ -116,33 +117,44 @@ def plot_gaussian_training(x: np.ndarray, y: np.ndarray) -> None:
             predict, x[:400], y[:400], title="trained network"
         ),
         "gaussian_boundary",
+        target_dir,
     )
 
 
-def collect_notebook_figures() -> list[str]:
-    """Copy the notebook figures into ``figures/`` and return the names not found."""
+def collect_notebook_figures(target_dir: Path) -> list[str]:
+    """Copy the notebook figures into ``target_dir`` and return the names not found."""
     source_dir = common.output_dir() / "figures"
     missing = []
     for name, notebook in NOTEBOOK_FIGURES.items():
         source = source_dir / f"{name}.png"
         if source.exists():
-            shutil.copyfile(source, FIGURES_DIR / source.name)
-            print(f"Copied figure {source} -> {FIGURES_DIR / source.name}")
-        elif (FIGURES_DIR / source.name).exists():
-            print(f"Kept figure {FIGURES_DIR / source.name}: {source} not found")
+            shutil.copyfile(source, target_dir / source.name)
+            print(f"Copied figure {source} -> {target_dir / source.name}")
+        elif (target_dir / source.name).exists():
+            print(f"Kept figure {target_dir / source.name}: {source} not found")
         else:
             print(f"Missing figure {name}: run {notebook} to make {source}")
             missing.append(name)
     return missing
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=FIGURES_DIR,
+        help="folder for the figures (default: the folder of this script)",
+    )
+    args = parser.parse_args(argv)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+
     common.setup(seed=42)
-    plot_xor_regions()
+    plot_xor_regions(args.output_dir)
     x, y = common.make_gaussian_blobs(2000, separation=3.0, seed=42)
-    plot_gaussian_data(x, y)
-    plot_gaussian_training(x, y)
-    missing = collect_notebook_figures()
+    plot_gaussian_data(x, y, args.output_dir)
+    plot_gaussian_training(x, y, args.output_dir)
+    missing = collect_notebook_figures(args.output_dir)
     if missing:
         # Not an error: the deck shows a placeholder for each of these.
         print(

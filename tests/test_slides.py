@@ -339,6 +339,38 @@ def test_preview_pages_rendered(deck: DeckBuild, capsys) -> None:
         print(f"\nslides: preview pages written to {PREVIEW_DIR}")
 
 
+def test_make_plots_writes_figures(tmp_path: Path) -> None:
+    """Run figures/make_plots.py into a scratch folder, with no notebook output."""
+    env = dict(
+        os.environ,
+        WORKSHOP_SIZE="quick",
+        WORKSHOP_OUTPUT=str(tmp_path / "output"),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        MPLBACKEND="Agg",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "figures" / "make_plots.py"),
+            "--output-dir",
+            str(tmp_path / "figures"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CODE_TIMEOUT,
+    )
+    assert result.returncode == 0, f"make_plots.py failed:\n{result.stderr[-3000:]}"
+    for name in (
+        "xor_regions",
+        "gaussian_data",
+        "gaussian_history",
+        "gaussian_boundary",
+    ):
+        assert (tmp_path / "figures" / f"{name}.pdf").is_file(), f"{name}.pdf missing"
+    assert "4 notebook figures not yet generated" in result.stdout
+
+
 # --------------------------------------------------------------------------
 # Failures stop the build with a clear message
 # --------------------------------------------------------------------------
