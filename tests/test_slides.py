@@ -1,20 +1,20 @@
 """Tests of the slide deck: it builds, it fits its frames, its code runs.
 
-The deck is built once per session with ``make`` in ``slides/`` into a
+The deck is built once per test run with ``make`` in ``slides/`` into a
 temporary folder, which needs the Debian packages in
 ``slides/apt-packages.txt``. Every fenced Python block in ``slides.md`` is
-run with this interpreter, so with the pinned releases when pytest runs
-from the workshop's virtual environment.
+run by ``slide_code_runner.py`` with this interpreter, so with the pinned
+releases when pytest runs from the workshop's virtual environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,11 +33,10 @@ MAX_PAGES = 70
 MAX_CODE_LINE_LENGTH = 64
 # Blocks marked .fragment are shown but not run, so keep them rare.
 MAX_FRAGMENTS = 5
-# Seconds one chain of code blocks may take. The slowest took about 30 s on
-# two CPU cores, most of it importing TensorFlow.
-CODE_TIMEOUT = 300
-# Number of chains that run at the same time, each in its own process.
-PARALLEL_CHAINS = 4
+# Seconds that all code chains together, or make_plots.py, may take. The
+# chains took about 20 s on two CPU cores.
+CODE_TIMEOUT = 600
+CODE_RUNNER = REPO_ROOT / "tests" / "slide_code_runner.py"
 PREVIEW_PAGES = (1, 6, 13, 22, 41)
 
 FENCE_OPEN = re.compile(r"^```\s*(?:\{(?P<attrs>[^}]*)\}|(?P<lang>[\w+-]+))?\s*$")
@@ -142,49 +141,50 @@ def chain_id(chain: list[CodeBlock]) -> str:
     return f"line{chain[0].line}"
 
 
-def run_chain(chain: list[CodeBlock], work_dir: Path) -> subprocess.CompletedProcess:
-    """Run the blocks of one chain in a fresh interpreter, in ``work_dir``."""
-    work_dir.mkdir(parents=True)
-    script = work_dir / "slide_code.py"
-    parts = [
-        f"# slides.md line {block.line}\n" + "\n".join(block.lines) for block in chain
+@pytest.fixture(scope="module")
+def chain_failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
+    """Run every chain with slide_code_runner.py and return each one's traceback.
+
+    All chains share one Python process, so TensorFlow is imported once, but
+    each gets a fresh namespace and its own working folder.
+    """
+    root = tmp_path_factory.mktemp("slide_code")
+    chains = [
+        {
+            "id": chain_id(chain),
+            "work_dir": str(root / chain_id(chain)),
+            "blocks": [
+                {"line": block.line + 1, "code": "\n".join(block.lines)}
+                for block in chain
+            ],
+        }
+        for chain in PYTHON_CHAINS
     ]
-    script.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    chains_path = root / "chains.json"
+    results_path = root / "results.json"
+    chains_path.write_text(json.dumps(chains), encoding="utf-8")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
     env.pop("KERAS_BACKEND", None)
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=work_dir,
+    result = subprocess.run(
+        [sys.executable, str(CODE_RUNNER), str(chains_path), str(results_path)],
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
         timeout=CODE_TIMEOUT,
     )
-
-
-@pytest.fixture(scope="module")
-def chain_results(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> dict[str, subprocess.CompletedProcess]:
-    """Run every chain, several at a time: most of each run is importing TensorFlow."""
-    root = tmp_path_factory.mktemp("slide_code")
-    with ThreadPoolExecutor(max_workers=PARALLEL_CHAINS) as pool:
-        futures = {
-            chain_id(chain): pool.submit(run_chain, chain, root / chain_id(chain))
-            for chain in PYTHON_CHAINS
-        }
-        return {name: future.result() for name, future in futures.items()}
+    output = f"{result.stdout[-1000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"slide_code_runner.py failed:\n{output}"
+    return json.loads(results_path.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("chain", PYTHON_CHAINS, ids=map(chain_id, PYTHON_CHAINS))
 def test_code_chain_runs(
-    chain: list[CodeBlock], chain_results: dict[str, subprocess.CompletedProcess]
+    chain: list[CodeBlock], chain_failures: dict[str, str | None]
 ) -> None:
-    result = chain_results[chain_id(chain)]
+    failure = chain_failures[chain_id(chain)]
     lines = ", ".join(str(block.line) for block in chain)
-    assert result.returncode == 0, (
-        f"code from slides.md lines {lines} failed:\n{result.stderr[-3000:]}"
-    )
+    assert failure is None, f"code from slides.md lines {lines} failed:\n{failure}"
 
 
 # --------------------------------------------------------------------------
