@@ -37,7 +37,8 @@ MAX_FRAGMENTS = 5
 # chains took about 20 s on two CPU cores.
 CODE_TIMEOUT = 600
 CODE_RUNNER = REPO_ROOT / "tests" / "slide_code_runner.py"
-PREVIEW_PAGES = (1, 6, 13, 22, 41)
+# Title, XOR diagram, XOR regions, chain rule, MNIST digits, HIGGS ROC.
+PREVIEW_PAGES = (1, 11, 13, 21, 36, 48)
 
 FENCE_OPEN = re.compile(r"^```\s*(?:\{(?P<attrs>[^}]*)\}|(?P<lang>[\w+-]+))?\s*$")
 KNOWN_CLASSES = {"python", "fragment", "continue", "bash"}
