@@ -160,7 +160,7 @@ def main() -> int:
     args = parser.parse_args()
     notebooks = [path.resolve() for path in args.notebooks] or workshop_notebooks()
     use_this_interpreter_as_kernel()
-    size = os.environ.get("WORKSHOP_SIZE", "each notebook's default")
+    size = os.environ.get("WORKSHOP_SIZE") or "each notebook's default"
     print(f"Executing {len(notebooks)} notebooks (size: {size}) into {args.build_dir}")
     timings = []
     for path in notebooks:
