@@ -314,6 +314,8 @@ def test_diagram_included(deck: DeckBuild, diagram: str) -> None:
 def test_preview_pages_rendered(deck: DeckBuild, capsys) -> None:
     """Render a few pages to PNG under build/slides-preview/ for a person to look at."""
     PREVIEW_DIR.mkdir(parents=True, exist_ok=True)
+    for old_page in PREVIEW_DIR.glob("page-*.png"):
+        old_page.unlink()
     pages = page_count(deck.pdf)
     for page in PREVIEW_PAGES:
         if page > pages:
