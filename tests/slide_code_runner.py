@@ -5,11 +5,15 @@ Usage: ``python slide_code_runner.py CHAINS_JSON RESULTS_JSON``.
 ``CHAINS_JSON`` contains a list of chains, each with an ``id``, a working
 folder ``work_dir`` and its ``blocks`` (``line``: the line of the block's
 first code line in slides.md, ``code``: its text). Each chain runs in a
-fresh global namespace, in its own working folder, so a block that forgets
+fresh global namespace, in its own working folder, so a block that lacks
 an import fails as it would on its own. Modules stay imported between
 chains, which saves importing TensorFlow once per chain. Tracebacks show
 line numbers of slides.md. ``RESULTS_JSON`` receives, per chain id, the
 traceback of the first failure or null.
+
+NOTE: because Keras is imported only once, a block that sets
+``KERAS_BACKEND`` before ``import keras`` does not switch the backend here.
+The deck only ever sets it to ``tensorflow``, the backend already loaded.
 """
 
 import json

@@ -29,7 +29,7 @@ PREVIEW_DIR = REPO_ROOT / "build" / "slides-preview"
 # leaves room for edits.
 MIN_PAGES = 35
 MAX_PAGES = 70
-# Longest code line that fits a frame at the deck's code font size.
+# Maximum length of a code line that fits a frame at the code font size.
 MAX_CODE_LINE_LENGTH = 64
 # Blocks marked .fragment are shown but not run, so keep them rare.
 MAX_FRAGMENTS = 5
