@@ -743,14 +743,14 @@ LOW_LEVEL = slice(0, 21)
 HIGH_LEVEL = slice(21, 28)
 HIGGS_FEATURE_SETS = {"all": slice(0, 28), "low": LOW_LEVEL, "high": HIGH_LEVEL}
 
-# The paper's test set: the last 500,000 of the 11,000,000 events.
+# Test set of Baldi, Sadowski and Whiteson: the last 500,000 of 11,000,000 events.
 HIGGS_TEST_EVENTS = 500_000
 HIGGS_CHUNK_ROWS = 16_384  # HDF5 chunk height: 16,384 rows x 28 floats = 1.8 MB
 HIGGS_FORMAT_VERSION = 1  # stored in each .h5 file; bump it to rebuild old caches
 
 
 class HiggsFormatError(ValueError):
-    """A HIGGS text file does not have the layout the reader was told to expect."""
+    """A HIGGS text file does not have the expected layout."""
 
 
 @dataclass(frozen=True)
@@ -789,10 +789,10 @@ HIGGS_QUICK_TEST = ("higgs-sample-csv",)
 def higgs_hdf5(size: str) -> Path:
     """Fetch the HIGGS events for ``size`` and return their HDF5 file.
 
-    ``quick`` converts the three real samples into ``higgs/higgs-quick.h5``;
+    ``quick`` converts the three real samples into ``higgs/higgs-quick.h5``.
     ``workshop`` and ``full`` both convert the full ``HIGGS.csv.gz`` (2.8 GB)
-    into ``higgs/HIGGS.h5``, because the workshop size takes a subset only
-    when loading. The conversion runs once: a cached file is reused while it
+    into ``higgs/HIGGS.h5``. The workshop size takes its subset only when
+    loading. The conversion runs once: a cached file is reused while it
     is complete and was built from the files the dataset table lists, and is
     rebuilt otherwise (for example after an interrupted conversion).
 
@@ -1054,7 +1054,7 @@ def convert_higgs_csv(
 
     The last ``test_events`` rows (default ``HIGGS_TEST_EVENTS``, the paper's
     test set) go to ``/test`` and all earlier rows to ``/train``, in file
-    order. The file is streamed: memory holds at most the test events plus
+    order. The file is streamed, so memory keeps at most the test events and
     one chunk (about 60 MB for the full file), whatever the file size. The
     output is written to ``<target>.part`` and renamed only when complete.
     Raises HiggsFormatError for a file of another layout, or when the row
