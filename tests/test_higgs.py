@@ -69,7 +69,7 @@ def full_format_cache(
     """
     data = tmp_path / "data"
     monkeypatch.setenv("WORKSHOP_DATA", str(data))
-    monkeypatch.setenv("WORKSHOP_MIRROR", str(tmp_path / "empty-mirror"))
+    monkeypatch.setenv("WORKSHOP_MIRROR", str(tmp_path / "mirror"))
     monkeypatch.setattr(common, "HIGGS_TEST_EVENTS", 1000)
     layout = common.HIGGS_LAYOUTS["higgs"]
     monkeypatch.setitem(
@@ -138,12 +138,16 @@ def test_hand_placed_gzip_converts_exactly(full_format_cache) -> None:
     assert not path.with_name(path.name + ".part").exists()
 
 
-def test_hand_placed_zip_converts(full_format_cache) -> None:
+@pytest.mark.parametrize("folder", ["cache", "mirror"])
+def test_hand_placed_zip_converts(
+    full_format_cache, tmp_path: Path, folder: str
+) -> None:
     features, labels = make_events(2500, seed=1)
     inner = write_gzip(
-        common.data_dir() / "staging" / "HIGGS.csv.gz", format_rows(features, labels)
+        tmp_path / "staging" / "HIGGS.csv.gz", format_rows(features, labels)
     )
-    archive = common.data_dir() / "higgs" / "higgs.zip"
+    root = common.data_dir() if folder == "cache" else tmp_path / "mirror"
+    archive = root / "higgs" / "higgs.zip"
     archive.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.write(inner, "HIGGS.csv.gz")
