@@ -117,21 +117,28 @@ def _child_peak_mb(command: list[str]) -> float:
     return int(line.split()[1]) / 1024  # the value is in kB
 
 
+def _decompressed_bytes(path: Path) -> int:
+    """Count the bytes of the decompressed text of a gzip file."""
+    total = 0
+    with subprocess.Popen(["gzip", "-dc", str(path)], stdout=subprocess.PIPE) as child:
+        assert child.stdout is not None
+        while chunk := child.stdout.read(1 << 20):
+            total += len(chunk)
+    return total
+
+
 def benchmark_conversion(rows: int, folder: Path) -> Path:
     """Generate, decompress and convert one file; print the figures."""
     source = folder / "HIGGS.csv.gz"
     print(f"Generating {rows:,} events in the HIGGS.csv.gz format ...", flush=True)
     generate_higgs_file(source, rows)
     compressed = source.stat().st_size / 1e6
-    decompressed = int(
-        subprocess.run(
-            f"gzip -dc {source} | wc -c", shell=True, capture_output=True, check=True
-        ).stdout
-    )
-    decompressed_mb = decompressed / 1e6
+    decompressed_mb = _decompressed_bytes(source) / 1e6
+
     gzip_seconds = time_gzip(source)
     target = folder / "HIGGS.h5"
     seconds, peak, baseline = time_conversion(source, target)
+
     print(
         f"\nFile: {rows:,} events, {compressed:.0f} MB gzipped, "
         f"{decompressed_mb:.0f} MB of text"
@@ -149,6 +156,7 @@ def benchmark_conversion(rows: int, folder: Path) -> Path:
         f"Conversion peak memory {peak:.0f} MB; a child that only imports "
         f"numpy and h5py peaks at {baseline:.0f} MB"
     )
+
     full_rows = 11_000_000
     print(
         f"Estimate for the full file ({full_rows:,} events) at this rate: "
