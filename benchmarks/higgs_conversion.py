@@ -152,6 +152,7 @@ def benchmark_conversion(rows: int, folder: Path) -> Path:
             f"{name:30}{time_taken:9.1f}{rows / time_taken:12,.0f}"
             f"{compressed / time_taken:9.1f}{decompressed_mb / time_taken:11.1f}"
         )
+    print(f"Conversion time / gzip -dc time: {seconds / gzip_seconds:.1f}")
     print(
         f"Conversion peak memory {peak:.0f} MB; a child that only imports "
         f"numpy and h5py peaks at {baseline:.0f} MB"
@@ -170,10 +171,9 @@ def benchmark_training(generated: Path) -> None:
     import h5py
 
     common.setup(seed=42)
+    import keras
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
-
-    import keras
 
     real = common.data_dir() / "higgs" / "HIGGS.h5"
     path = real if real.is_file() else generated
