@@ -1221,6 +1221,10 @@ def convert_higgs_csv(
     output is written to ``<target>.part`` and renamed only when complete.
     Raises HiggsFormatError for a file of another layout, or when the row
     count differs from ``layout.rows``.
+
+    NOTE: the tests and the benchmark run this on generated files in the
+    full file's format; the real 2.8 GB ``HIGGS.csv.gz`` was not available
+    to them.
     """
     from collections import deque
 
