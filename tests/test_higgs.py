@@ -112,14 +112,19 @@ def read_group(path: Path, group: str) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------
 
 
-def test_hand_placed_gzip_converts_exactly(full_format_cache) -> None:
+@pytest.mark.parametrize("folder", ["cache", "mirror"])
+def test_hand_placed_gzip_converts_exactly(
+    full_format_cache, tmp_path: Path, folder: str
+) -> None:
     features, labels = make_events(3000)
-    source = write_gzip(
-        common.data_dir() / "higgs" / "HIGGS.csv.gz", format_rows(features, labels)
-    )
-    full_format_cache(source)
+    root = common.data_dir() if folder == "cache" else tmp_path / "mirror"
+    placed = write_gzip(root / "higgs" / "HIGGS.csv.gz", format_rows(features, labels))
+    full_format_cache(placed)
 
     path = common.higgs_hdf5("full")
+
+    source = common.data_dir() / "higgs" / "HIGGS.csv.gz"
+    assert source.read_bytes() == placed.read_bytes()
 
     x_train, y_train = read_group(path, "train")
     x_test, y_test = read_group(path, "test")
