@@ -376,7 +376,11 @@ def _failure_message(dataset: Dataset, target: Path, failures: list[str]) -> str
 
 @contextmanager
 def _file_lock(target: Path) -> Iterator[None]:
-    """Hold an exclusive lock so two notebooks never write the same file."""
+    """Hold an exclusive lock so two processes do not write the same file.
+
+    Where the file system does not support ``flock``, a note is printed and
+    the block runs without a lock.
+    """
     lock_path = target.with_name(target.name + ".lock")
     with open(lock_path, "a") as handle:
         try:
@@ -387,9 +391,9 @@ def _file_lock(target: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError as error:
-            # Some network file systems (FUSE mounts such as EOS) have no
-            # locks. Then two processes may write the same .part file at once,
-            # and the checksum rejects the mixed result.
+            # NOTE: some network and FUSE file systems reject flock; whether
+            # EOS (CERNBox on SWAN) does is unchecked. Without the lock two
+            # processes may write one .part file, and the checksum rejects it.
             if error.errno not in _NO_LOCKS:
                 raise
             print(
