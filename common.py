@@ -87,18 +87,24 @@ def workshop_size(default: str = "workshop") -> str:
 
 
 def setup(seed: int = 42) -> None:
-    """Seed every random generator, quiet framework warnings, print versions.
+    """Seed every random generator, quiet framework logs, print versions.
 
     Seeds Python, NumPy and the active Keras backend (which includes
-    TensorFlow) through ``keras.utils.set_random_seed``.
+    TensorFlow) through ``keras.utils.set_random_seed``. With the TensorFlow
+    backend, TensorFlow is imported and its devices are listed here with the
+    C++ start-up messages hidden (CUDA probing, oneDNN notices), which
+    ``TF_CPP_MIN_LOG_LEVEL`` no longer silences in TensorFlow 2.21.
     """
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", module="keras")
-    import keras
+    with _hidden_stderr():
+        import keras
 
+        devices = (
+            _tensorflow_devices() if keras.backend.backend() == "tensorflow" else []
+        )
     keras.utils.set_random_seed(seed)
-    _quiet_tensorflow()
     versions = [
         f"Python {platform.python_version()}",
         f"NumPy {np.__version__}",
@@ -107,15 +113,44 @@ def setup(seed: int = 42) -> None:
     if "tensorflow" in sys.modules:
         versions.append(f"TensorFlow {sys.modules['tensorflow'].__version__}")
     print(" | ".join(versions))
+    if devices:
+        print(f"TensorFlow devices: {', '.join(devices)}")
     print(f"Random seed {seed}; run size {workshop_size()!r}")
 
 
-def _quiet_tensorflow() -> None:
-    """Lower TensorFlow's Python log to errors, if TensorFlow is loaded."""
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        tf.get_logger().setLevel("ERROR")
-        tf.autograph.set_verbosity(0)
+def _tensorflow_devices() -> list[str]:
+    """Import TensorFlow, lower its Python log to errors, list its devices."""
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+    tf.autograph.set_verbosity(0)
+    return [
+        device.name.removeprefix("/physical_device:")
+        for device in tf.config.list_physical_devices()
+    ]
+
+
+@contextmanager
+def _hidden_stderr() -> Iterator[None]:
+    """Send the process's C-level standard error to /dev/null for a while.
+
+    Python exceptions still propagate; only what native libraries print
+    while the block runs is lost.
+    """
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters)
+        yield
+        return
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _in_jupyter() -> bool:
@@ -146,7 +181,7 @@ def output_dir() -> Path:
     return folder
 
 
-def show(fig: Any, name: str) -> Path:
+def show(fig: Any, name: str) -> None:
     """Display a matplotlib figure and save it as ``figures/<name>.png``.
 
     In Jupyter the figure appears inline. Run as a script, nothing blocks:
@@ -163,7 +198,6 @@ def show(fig: Any, name: str) -> Path:
     else:
         print(f"Saved figure {path}")
     plt.close(fig)
-    return path
 
 
 # --------------------------------------------------------------------------
@@ -530,6 +564,132 @@ def _read_mnist_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _scale_images(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+# --------------------------------------------------------------------------
+# Your own digit: from an ordinary picture to an MNIST-like input
+# --------------------------------------------------------------------------
+
+
+def read_grey_image(source: str | Path) -> np.ndarray:
+    """Read any picture Pillow can open as a float grey image in [0, 1].
+
+    Handles the formats learners try: RGB, RGBA (transparent pixels count as
+    white paper), palette, 16-bit grey, and animated files (first frame);
+    photos are turned upright by their EXIF orientation. Raises ValueError
+    for an empty file or one that is not an image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"No image file at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); save the picture again")
+    try:
+        with Image.open(path) as image:
+            image.seek(0)
+            image = ImageOps.exif_transpose(image)
+            return _to_grey(image)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(
+            f"{path} is not an image that Pillow can read ({error}); "
+            "use a PNG or JPEG file"
+        ) from error
+
+
+def _to_grey(image: Any) -> np.ndarray:
+    """Convert a Pillow image of any mode to grey values in [0, 1]."""
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        return ((values - low) / (high - low) if high > low else values * 0).astype(
+            np.float32
+        )
+    if image.mode == "P" or "A" in image.getbands() or image.mode == "LA":
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def mnist_like(
+    grey: np.ndarray, box: int = 20, size: int = 28
+) -> dict[str, np.ndarray]:
+    """Turn a grey picture of one digit into a 28x28 MNIST-like image.
+
+    MNIST digits are light strokes on a black background, scaled to fit a
+    20x20 box and centred by their centre of mass in 28x28 pixels. The steps,
+    returned in order so a notebook can show each one:
+
+    ``inverted``: dark-on-light pictures (a bright border) are inverted;
+    ``stretched``: the background level becomes 0 and the brightest ink 1;
+    ``cropped``: the bounding box of the strokes; ``scaled``: the longer side
+    resized to ``box`` pixels, keeping the aspect ratio; ``centred`` (the
+    result): placed in ``size`` x ``size`` with the centre of mass in the
+    middle. Raises ValueError if the picture holds no digit (uniform).
+    """
+    from PIL import Image
+
+    grey = np.asarray(grey, dtype=np.float32)
+    if grey.ndim != 2 or min(grey.shape) < 1:
+        raise ValueError(f"Expected a 2-D grey image, got shape {grey.shape}")
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    inverted = 1.0 - grey if np.median(border) > 0.5 else grey.copy()
+    background = float(np.median(inverted))
+    peak = float(inverted.max())
+    if peak - background < 0.1:
+        raise ValueError(
+            "No digit found: the picture is almost uniform "
+            f"(background {background:.2f}, brightest ink {peak:.2f})"
+        )
+    stretched = np.clip((inverted - background) / (peak - background), 0.0, 1.0)
+    stretched[stretched < 0.2] = 0.0  # paper texture and shadows are not ink
+    # The crop follows the strokes: pixels above half the ink level, after a
+    # 3x3 median filter that removes isolated specks (dust, dithering, noise).
+    from scipy import ndimage
+
+    strokes = ndimage.median_filter(stretched, size=3) > 0.5
+    if not strokes.any():
+        strokes = stretched > 0.5
+    rows = np.flatnonzero(strokes.any(axis=1))
+    columns = np.flatnonzero(strokes.any(axis=0))
+    cropped = stretched[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
+    height, width = cropped.shape
+    scale = box / max(height, width)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    scaled = np.asarray(
+        Image.fromarray(cropped).resize(new_size, Image.Resampling.LANCZOS)
+    ).clip(0.0, 1.0)
+    centred = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - scaled.shape[0]) // 2, (size - scaled.shape[1]) // 2
+    centred[top : top + scaled.shape[0], left : left + scaled.shape[1]] = scaled
+    centred = _centre_of_mass_shift(centred)
+    return {
+        "original": grey,
+        "inverted": inverted,
+        "stretched": stretched,
+        "cropped": cropped,
+        "scaled": scaled.astype(np.float32),
+        "centred": centred,
+    }
+
+
+def _centre_of_mass_shift(image: np.ndarray) -> np.ndarray:
+    """Shift an image by whole pixels so its centre of mass is in the middle."""
+    from scipy import ndimage
+
+    row, column = ndimage.center_of_mass(image)
+    middle = (image.shape[0] - 1) / 2
+    shift = (round(middle - row), round(middle - (column)))
+    return ndimage.shift(image, shift, order=0, mode="constant", cval=0.0)
+
+
+def prepare_digit(source: str | Path) -> np.ndarray:
+    """Read a picture of one digit and return it as a (28, 28, 1) MNIST input."""
+    return mnist_like(read_grey_image(source))["centred"][..., np.newaxis]
 
 
 # --------------------------------------------------------------------------

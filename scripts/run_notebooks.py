@@ -85,7 +85,8 @@ def execute(
 
     ``extra_code`` runs as a last cell (the tests use it to read variables).
     The executed notebook is written to ``output`` when given, also when a
-    cell fails, so the error can be read in context.
+    cell fails, so the error can be read in context; the kernel's own log goes
+    beside it, as ``<name>.kernel.log``.
     """
     notebook = nbformat.read(path, as_version=4)
     if extra_code:
@@ -96,13 +97,58 @@ def execute(
         kernel_name=KERNEL_NAME,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    # The kernel's own log (start-up notices, crashes) goes to a file, not
+    # into the middle of this script's progress lines.
+    log_path = output.with_suffix(".kernel.log") if output else Path(os.devnull)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        client.execute()
+        with open(log_path, "w") as kernel_log:
+            client.execute(stderr=kernel_log)
     finally:
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(notebook, output)
     return notebook
+
+
+REPORT_MARKER = "__WORKSHOP_REPORT__"
+
+
+def _report_code(names: list[str]) -> str:
+    """Build a cell that prints the named notebook variables as one JSON line."""
+    return f"""
+import json as _json
+
+def _plain(value):
+    if hasattr(value, "numpy") and callable(value.numpy):
+        value = value.numpy()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
+
+_values = {{name: _plain(globals()[name]) for name in {names!r}}}
+print({REPORT_MARKER!r} + _json.dumps(_values, default=str))
+"""
+
+
+def execute_and_report(
+    path: Path, names: list[str], output: Path | None = None
+) -> dict[str, object]:
+    """Execute a notebook and return the values of the named variables.
+
+    Values are converted to plain JSON types (arrays and tensors to lists),
+    so tests and benchmarks read what the notebook computed without any test
+    code inside the notebook.
+    """
+    if not names:
+        execute(path, output)
+        return {}
+    notebook = execute(path, output, extra_code=_report_code(names))
+    for item in notebook.cells[-1].get("outputs", []):
+        text = item.get("text", "")
+        if REPORT_MARKER in text:
+            return json.loads(text.split(REPORT_MARKER, 1)[1].splitlines()[0])
+    raise RuntimeError(f"{path} printed no report of {names}; see {output}")
 
 
 def main() -> int:
@@ -114,7 +160,7 @@ def main() -> int:
     args = parser.parse_args()
     notebooks = [path.resolve() for path in args.notebooks] or workshop_notebooks()
     use_this_interpreter_as_kernel()
-    size = os.environ.get("WORKSHOP_SIZE", "each notebook's default")
+    size = os.environ.get("WORKSHOP_SIZE") or "each notebook's default"
     print(f"Executing {len(notebooks)} notebooks (size: {size}) into {args.build_dir}")
     timings = []
     for path in notebooks:

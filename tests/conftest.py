@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import json
 import os
 import sys
 import threading
@@ -25,8 +24,6 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 import run_notebooks  # noqa: E402
-
-REPORT_MARKER = "__WORKSHOP_REPORT__"
 
 
 def sample_data_dir() -> Path:
@@ -98,23 +95,6 @@ def workshop_env(
                 os.environ[name] = value
 
 
-def _report_code(names: list[str]) -> str:
-    """Build a cell that prints the named notebook variables as JSON."""
-    return f"""
-import json as _json
-
-def _plain(value):
-    if hasattr(value, "numpy") and callable(value.numpy):
-        value = value.numpy()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-_values = {{name: _plain(globals()[name]) for name in {names!r}}}
-print({REPORT_MARKER!r} + _json.dumps(_values, default=str))
-"""
-
-
 @pytest.fixture(scope="session")
 def run_notebook(
     workshop_env: dict[str, str],
@@ -128,17 +108,6 @@ def run_notebook(
     def run(path: str | Path, report: list[str] | None = None) -> dict[str, object]:
         source = REPO_ROOT / path
         output = REPO_ROOT / "build" / "tests" / source.relative_to(REPO_ROOT)
-        names = list(report or [])
-        notebook = run_notebooks.execute(
-            source, output, extra_code=_report_code(names) if names else None
-        )
-        if not names:
-            return {}
-        for output_item in notebook.cells[-1].get("outputs", []):
-            text = output_item.get("text", "")
-            if REPORT_MARKER in text:
-                line = text.split(REPORT_MARKER, 1)[1].splitlines()[0]
-                return json.loads(line)
-        raise AssertionError(f"{path} printed no report of {names}; see {output}")
+        return run_notebooks.execute_and_report(source, list(report or []), output)
 
     return run
