@@ -4,11 +4,12 @@ Usage: python benchmarks/streaming.py [--data FILE.h5 | --size SIZE] [options]
 
 One run prints two tables:
 
-1. Events per second of ``model.fit`` on the same events with the same
-   model, fed from NumPy arrays in memory, from the HDF5 file through a
-   ``keras.utils.PyDataset``, from a ROOT TTree through ``uproot.iterate``
-   and (TensorFlow backend) from the HDF5 file through ``tf.data``; each
-   stream also as a ratio to in memory. The goal is a ratio above 0.9.
+1. Events per second of ``model.fit``, training the same model on the
+   same events. The inputs are NumPy arrays in memory, the HDF5 file
+   through a ``keras.utils.PyDataset``, a ROOT TTree through
+   ``uproot.iterate`` and, with the TensorFlow backend, the HDF5 file
+   through ``tf.data``. Each stream's rate is also printed as a ratio to
+   the in-memory rate; the goal is a ratio above 0.9.
 2. Events per second of ``scripts/train_distributed.py`` with one and with
    two local workers on 127.0.0.1, and their ratio.
 

@@ -31,7 +31,7 @@ The data is an HDF5 file with ``/train`` and ``/test`` groups, each holding
 of ``--chunk-batches`` global batches, in a shuffled chunk order that
 depends only on the seed and the epoch. Every worker reads the same chunks
 but keeps only its own slice of each global batch, so the input pipeline is
-sharded per worker and a restarted run sees the same batches.
+sharded per worker and a restarted run gets the same batches.
 
 Checkpoints (``tf.train.CheckpointManager``) hold the model, the optimizer
 and the number of finished epochs; they are written after every epoch. A

@@ -5,8 +5,8 @@ The layout is the one ``common.higgs_hdf5`` produces: groups ``/train`` and
 rows) and ``labels`` (float32, shape (n,), 1 = signal); root attributes
 ``feature_names``, ``source`` and ``source_sha256``.
 
-NOTE: this stands in for ``common.higgs_hdf5`` until that function exists.
-Once it does, tests and the streaming notebook use it instead.
+NOTE: this replaces ``common.higgs_hdf5`` only until that function exists;
+tests, the streaming notebook and its benchmark use it when it does.
 """
 
 from __future__ import annotations

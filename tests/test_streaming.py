@@ -66,7 +66,7 @@ def test_models_learn(report):
 
 
 def test_streaming_memory_bounded(report):
-    # Reading batch by batch holds one batch and h5py's 1 MiB chunk cache.
+    # Reading batch by batch needs one batch and h5py's chunk cache (1 MiB).
     assert report["stream_peak_mb"] < 16
     assert report["memory_peak_mb"] >= 0
 
