@@ -313,6 +313,8 @@ def measure_workers(args, h5_path: Path, workers: int) -> float:
         str(args.layers),
         "--units",
         str(args.units),
+        "--activation",
+        "tanh",
     ]
     completed = subprocess.run(
         command, capture_output=True, text=True, timeout=args.timeout

@@ -4,7 +4,9 @@ Each worker is one process with one model replica. Every step, each worker
 computes gradients on its share of the global batch, the workers sum them
 with an all-reduce, and all of them apply the same update, so the replicas
 stay identical. The result equals one process training on the whole global
-batch, up to float32 rounding in the order of the sums.
+batch, up to float32 rounding in the order of the sums. The default network
+standardises the 28 inputs and has five hidden layers of 300 ReLU units and
+a sigmoid output (``--layers``, ``--units``, ``--activation``).
 
 Three ways to start it:
 
@@ -37,8 +39,12 @@ Checkpoints (``tf.train.CheckpointManager``) hold the model, the optimizer
 and the number of finished epochs; they are written after every epoch. A
 (re)started run restores the latest one and continues with the next epoch,
 so no finished epoch is lost or repeated; the epoch that was interrupted
-starts again from its beginning. All workers must read the chief's
-checkpoint folder, so across machines it has to be on a shared file system.
+starts again from its beginning. A worker cannot rejoin a running cluster,
+so when one fails, all of them must be restarted: ``--local-workers`` does
+that itself, and under ``TF_CONFIG`` it is the cluster manager's job (the
+surviving workers wait in the all-reduce until they are stopped). All
+workers must read the chief's checkpoint folder, so across machines it has
+to be on a shared file system.
 
 The chief (worker 0) writes ``result.json`` (loss per epoch, epochs trained
 in this run, seconds per epoch, test AUC) and ``weights.npz`` into
@@ -109,10 +115,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=16,
         help="global batches per HDF5 read (the unit of shuffling)",
     )
-    parser.add_argument("--layers", type=int, default=4, help="hidden layers")
+    parser.add_argument("--layers", type=int, default=5, help="hidden layers")
     parser.add_argument("--units", type=int, default=300, help="units per layer")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--activation", default="relu", help="activation of the hidden layers"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam learning rate"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of the weights and the data order"
+    )
     parser.add_argument(
         "--local-workers",
         type=int,
@@ -332,13 +345,30 @@ def worker_batches(path, args, epoch, worker, workers, steps):
             yield from zip(x[:, worker], y[:, worker], strict=True)
 
 
-def build_model(args: argparse.Namespace):
+def feature_moments(path: Path, events: int = 100_000) -> tuple[np.ndarray, ...]:
+    """Return the mean and variance of each feature over the first events.
+
+    Every worker computes them from the same rows, so all replicas build the
+    same standardisation layer without communicating.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        sample = handle["train/features"][:events].astype(np.float64)
+    return sample.mean(axis=0), sample.var(axis=0)
+
+
+def build_model(args: argparse.Namespace, mean: np.ndarray, variance: np.ndarray):
+    """Build the deep network: standardisation, dense hidden layers, sigmoid."""
     import keras
 
     keras.utils.set_random_seed(args.seed)
-    layers = [keras.Input(shape=(28,))]
+    layers = [
+        keras.Input(shape=(28,)),
+        keras.layers.Normalization(mean=mean, variance=variance),
+    ]
     for _ in range(args.layers):
-        layers.append(keras.layers.Dense(args.units, activation="tanh"))
+        layers.append(keras.layers.Dense(args.units, activation=args.activation))
     layers.append(keras.layers.Dense(1, activation="sigmoid"))
     return keras.Sequential(layers, name="higgs_deep_network")
 
@@ -381,7 +411,7 @@ def train_worker(args: argparse.Namespace) -> int:
     )
 
     with strategy.scope():
-        model = build_model(args)
+        model = build_model(args, *feature_moments(path))
         optimizer = keras.optimizers.Adam(learning_rate=args.learning_rate)
         optimizer.build(model.trainable_variables)
         finished_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)

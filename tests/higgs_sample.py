@@ -20,15 +20,15 @@ import numpy as np
 # The 28 HIGGS columns after the label, in file order (Baldi et al. 2014):
 # 21 low-level kinematic features, then 7 reconstructed invariant masses.
 FEATURE_NAMES = (
-    "lepton_pT",
+    "lepton_pt",
     "lepton_eta",
     "lepton_phi",
     "missing_energy_magnitude",
     "missing_energy_phi",
     *(
-        f"jet{jet}_{quantity}"
+        f"jet_{jet}_{quantity}"
         for jet in range(1, 5)
-        for quantity in ("pt", "eta", "phi", "b-tag")
+        for quantity in ("pt", "eta", "phi", "btag")
     ),
     "m_jj",
     "m_jjj",
