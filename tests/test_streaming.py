@@ -17,7 +17,7 @@ REPORTED = [
     "hdf5_weight_difference",
     "root_weight_difference",
     "auc_in_memory",
-    "auc_sigma",
+    "auc_noise",
     "auc_hdf5",
     "auc_tf_data",
     "auc_root",
@@ -55,7 +55,7 @@ def test_root_stream_matches_memory(report):
 def test_shuffled_stream_auc_within_noise(report, name):
     if report[name] is None:
         pytest.skip(f"{name} needs the TensorFlow backend")
-    assert abs(report[name] - report["auc_in_memory"]) < 3 * report["auc_sigma"]
+    assert abs(report[name] - report["auc_in_memory"]) < 3 * report["auc_noise"]
 
 
 def test_models_learn(report):
