@@ -1,12 +1,21 @@
-"""The streaming notebook, keras/fit_generator.ipynb, run at the quick size."""
+"""The streaming notebook, keras/fit_generator.ipynb, at the quick size.
+
+The notebook runs once per Keras backend (TensorFlow, JAX, PyTorch), in a
+fresh kernel started with ``KERAS_BACKEND`` set. The tf.data and
+tf.distribute parts only run on TensorFlow; their tests skip elsewhere.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
 import nbformat
 import pytest
+import run_notebooks
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 NOTEBOOK = "keras/fit_generator.ipynb"
 REPORTED = [
@@ -26,17 +35,41 @@ REPORTED = [
     "data_mb",
     "mirrored_replicas",
     "mirrored_loss",
+    "BACKEND",
     "TENSORFLOW",
 ]
 
 
+# Keras backend name -> the package it imports.
+BACKEND_PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+@pytest.fixture(scope="module", params=list(BACKEND_PACKAGES))
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of the Keras backend under test; fails if it is not installed."""
+    package = BACKEND_PACKAGES[request.param]
+    if importlib.util.find_spec(package) is None:
+        pytest.fail(
+            f"The Keras backend {request.param!r} needs the {package!r} package: "
+            "install the backends with ./init_virtualenv.sh --backends."
+        )
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def report(run_notebook) -> dict[str, object]:
-    return run_notebook(NOTEBOOK, report=REPORTED)
+def report(backend: str, workshop_env: dict[str, str]) -> dict[str, object]:
+    """Run the notebook on one backend; keep the executed copy per backend."""
+    source = REPO_ROOT / NOTEBOOK
+    output = REPO_ROOT / "build" / "tests" / backend / NOTEBOOK
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_BACKEND", backend)
+        return run_notebooks.execute_and_report(source, REPORTED, output)
 
 
-def test_notebook_runs_quick(report):
+def test_notebook_runs_quick(report, backend):
     assert report["SIZE"] == "quick"
+    assert report["BACKEND"] == backend
+    assert report["TENSORFLOW"] == (backend == "tensorflow")
     assert report["steps_per_epoch"] == math.ceil(
         report["train_events"] / report["BATCH"]
     )
@@ -84,7 +117,7 @@ def test_memory_figure_saved(report, workshop_env):
 
 
 def test_notebook_committed_clean():
-    notebook = nbformat.read(Path(__file__).parent.parent / NOTEBOOK, as_version=4)
+    notebook = nbformat.read(REPO_ROOT / NOTEBOOK, as_version=4)
     assert notebook.metadata["kernelspec"]["name"] == "tf-keras-workshop"
     for cell in notebook.cells:
         if cell.cell_type == "code":
