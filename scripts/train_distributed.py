@@ -41,8 +41,9 @@ and the number of finished epochs; they are written after every epoch. A
 so no finished epoch is lost or repeated; the epoch that was interrupted
 starts again from its beginning. A worker cannot rejoin a running cluster,
 so when one fails, all of them must be restarted: ``--local-workers`` does
-that itself, and under ``TF_CONFIG`` it is the cluster manager's job (the
-surviving workers wait in the all-reduce until they are stopped). All
+that itself, and under ``TF_CONFIG`` it is the cluster manager's job. The
+surviving workers wait in the all-reduce until they are stopped, and they
+catch SIGTERM, so stop them with SIGKILL. All
 workers must read the chief's checkpoint folder, so across machines it has
 to be on a shared file system.
 
@@ -77,6 +78,8 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOG = logging.getLogger("train_distributed")
+# Set by --local-workers in each worker's environment: the launcher's pid.
+LAUNCHER_PID_VARIABLE = "TRAIN_DISTRIBUTED_LAUNCHER_PID"
 
 
 # --------------------------------------------------------------------------
@@ -200,10 +203,27 @@ def run_local_cluster(args: argparse.Namespace, argv: list[str]) -> int:
     """
     worker_argv = strip_option(argv, "--local-workers")
     worker_argv = strip_option(worker_argv, "--max-restarts")
+    # SIGTERM becomes SystemExit, so the finally clause stops the workers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    processes: list[subprocess.Popen] = []
+    try:
+        return supervise(args, worker_argv, processes)
+    finally:
+        stop_workers(processes)
+
+
+def supervise(
+    args: argparse.Namespace, worker_argv: list[str], processes: list[subprocess.Popen]
+) -> int:
+    """Start the workers, wait for them, and restart all after a failure.
+
+    ``processes`` is filled with the running workers, so that the caller can
+    stop them if the launcher itself is interrupted.
+    """
     for attempt in range(1, args.max_restarts + 2):
         ports = free_ports(args.local_workers)
         port_list = ",".join(map(str, ports))
-        processes = []
+        processes.clear()
         for index in range(args.local_workers):
             command = [
                 sys.executable,
@@ -220,6 +240,7 @@ def run_local_cluster(args: argparse.Namespace, argv: list[str]) -> int:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
+                env={**os.environ, LAUNCHER_PID_VARIABLE: str(os.getpid())},
             )
             LOG.info(
                 "started worker %d (pid %d, attempt %d, port %d)",
@@ -237,11 +258,9 @@ def run_local_cluster(args: argparse.Namespace, argv: list[str]) -> int:
             LOG.info("all %d workers finished", len(processes))
             return 0
         index, code = failed
+        reason = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
         LOG.warning(
-            "worker %d exited with code %d; stopping the others (attempt %d)",
-            index,
-            code,
-            attempt,
+            "worker %d %s; stopping the others (attempt %d)", index, reason, attempt
         )
         stop_workers(processes)
     LOG.error("giving up after %d restarts", args.max_restarts)
@@ -260,18 +279,19 @@ def wait_for_workers(processes: list[subprocess.Popen]) -> tuple[int, int] | Non
         time.sleep(0.2)
 
 
-def stop_workers(processes: list[subprocess.Popen], grace: float = 5.0) -> None:
-    """Terminate running workers, and kill those still alive after ``grace`` s."""
+def stop_workers(processes: list[subprocess.Popen]) -> None:
+    """Kill the running workers and wait for them.
+
+    SIGKILL, not SIGTERM: with TensorFlow 2.21 a worker of a multi-worker
+    cluster catches SIGTERM (as a preemption notice) and keeps running. A
+    worker loses nothing by being killed, because checkpoints are written
+    only between epochs.
+    """
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+    for process in processes:
+        process.wait()
 
 
 def strip_option(argv: list[str], name: str) -> list[str]:
@@ -290,6 +310,26 @@ def strip_option(argv: list[str], name: str) -> list[str]:
 # --------------------------------------------------------------------------
 # One worker
 # --------------------------------------------------------------------------
+
+
+def exit_with_launcher() -> None:
+    """Make Linux kill this worker when the launcher that started it exits.
+
+    Without this, a launcher killed by SIGKILL would leave its workers
+    waiting forever in an all-reduce. Does nothing on other systems or when
+    no launcher started this process.
+    """
+    launcher = os.environ.get(LAUNCHER_PID_VARIABLE)
+    if launcher is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1  # from <linux/prctl.h>
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGKILL) != 0:
+        LOG.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+    if os.getppid() != int(launcher):
+        raise SystemExit(f"the launcher (pid {launcher}) exited before this worker")
 
 
 def configure_cluster(args: argparse.Namespace) -> None:
@@ -375,10 +415,10 @@ def build_model(args: argparse.Namespace, mean: np.ndarray, variance: np.ndarray
 
 def train_worker(args: argparse.Namespace) -> int:
     """Train as one worker of the cluster in ``TF_CONFIG`` (or alone)."""
+    exit_with_launcher()
     configure_cluster(args)
-    import tensorflow as tf
-
     import keras
+    import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     resolver = strategy.cluster_resolver
@@ -484,9 +524,8 @@ def make_dataset(path, args, epoch, steps, context):
 
 def make_train_step(strategy, model, optimizer, global_batch_size):
     """Build the compiled step: per-replica gradients, all-reduced, applied."""
-    import tensorflow as tf
-
     import keras
+    import tensorflow as tf
 
     def replica_step(x, y):
         with tf.GradientTape() as tape:

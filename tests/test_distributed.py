@@ -57,13 +57,24 @@ def start_training(data: Path, folder: Path, workers: int) -> subprocess.Popen:
     command += ["--checkpoint-dir", str(folder), *SMALL_RUN]
     if workers > 1:
         command += ["--local-workers", str(workers)]
+    # A session of its own lets kill_run stop the launcher and its workers.
     return subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         cwd=REPO_ROOT,
+        start_new_session=True,
     )
+
+
+def kill_run(process: subprocess.Popen) -> None:
+    """Kill a training run with all its worker processes."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> str:
@@ -71,7 +82,7 @@ def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT) -> str:
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        kill_run(process)
         output, _ = process.communicate()
         pytest.fail(f"training timed out after {timeout} s:\n{output[-3000:]}")
     assert process.returncode == 0, output[-3000:]
@@ -161,9 +172,7 @@ def test_killed_worker_resumes_from_checkpoint(higgs_h5, reference_runs, tmp_pat
         reader.wait_for(r"all 2 workers finished", RUN_TIMEOUT)
         process.wait(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        kill_run(process)
     first_attempt, _, second_attempt = reader.drain().partition("attempt 2")
     assert re.search(rf"epoch 1/{EPOCHS} finished", first_attempt)
     assert not re.search(rf"epoch 2/{EPOCHS} finished", first_attempt), (
