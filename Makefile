@@ -29,6 +29,15 @@ data: $(STAMP)
 notebooks: data
 	$(PYTHON) scripts/run_notebooks.py --build-dir build
 
+# The deck builds from the committed figures and needs no Python; the
+# system packages it needs are listed in slides/apt-packages.txt.
+slides:
+	$(MAKE) -C slides
+
+# Redraw the plots and copy in the figures that the notebooks saved.
+figures: $(STAMP)
+	$(MAKE) -C slides figures PYTHON=$(abspath $(PYTHON))
+
 test: $(STAMP)
 	$(PYTHON) -m pytest
 

@@ -864,6 +864,494 @@ def make_gaussian_blobs(
 
 
 # --------------------------------------------------------------------------
+# HIGGS (UCI; Baldi, Sadowski and Whiteson, Nat. Commun. 5, 4308 (2014))
+# --------------------------------------------------------------------------
+
+# Column names in HIGGS order: 21 low-level features (lepton, missing energy
+# and four jets), then 7 high-level invariant masses built from them.
+HIGGS_FEATURES: tuple[str, ...] = (
+    "lepton_pt",
+    "lepton_eta",
+    "lepton_phi",
+    "missing_energy_magnitude",
+    "missing_energy_phi",
+    "jet_1_pt",
+    "jet_1_eta",
+    "jet_1_phi",
+    "jet_1_btag",
+    "jet_2_pt",
+    "jet_2_eta",
+    "jet_2_phi",
+    "jet_2_btag",
+    "jet_3_pt",
+    "jet_3_eta",
+    "jet_3_phi",
+    "jet_3_btag",
+    "jet_4_pt",
+    "jet_4_eta",
+    "jet_4_phi",
+    "jet_4_btag",
+    "m_jj",
+    "m_jjj",
+    "m_lv",
+    "m_jlv",
+    "m_bb",
+    "m_wbb",
+    "m_wwbb",
+)
+LOW_LEVEL = slice(0, 21)
+HIGH_LEVEL = slice(21, 28)
+HIGGS_FEATURE_SETS = {"all": slice(0, 28), "low": LOW_LEVEL, "high": HIGH_LEVEL}
+
+# Test set of Baldi, Sadowski and Whiteson: the last 500,000 of 11,000,000 events.
+HIGGS_TEST_EVENTS = 500_000
+HIGGS_CHUNK_ROWS = 16_384  # HDF5 chunk height: 16,384 rows x 28 floats = 1.8 MB
+HIGGS_FORMAT_VERSION = 1  # stored in each .h5 file; bump it to rebuild old caches
+
+
+class HiggsFormatError(ValueError):
+    """A HIGGS text file does not have the expected layout."""
+
+
+@dataclass(frozen=True)
+class HiggsLayout:
+    """Layout of one HIGGS text file: separator, header and label position."""
+
+    delimiter: str
+    header: bool  # True: the first line contains the column names
+    label_first: bool  # True: label, then 28 features; False: features, then label
+    rows: int | None  # number of events in the file, checked when known
+
+    def describe(self) -> str:
+        """Describe the layout in words, for error messages."""
+        separator = {",": "comma", "\t": "tab"}.get(
+            self.delimiter, repr(self.delimiter)
+        )
+        order = "the label first" if self.label_first else "the label last"
+        header = "a header line" if self.header else "no header"
+        return f"{separator}-separated, {header}, 29 columns with {order}"
+
+
+# The layout of every HIGGS file in the dataset table.
+HIGGS_LAYOUTS: dict[str, HiggsLayout] = {
+    "higgs": HiggsLayout(",", header=False, label_first=True, rows=11_000_000),
+    "higgs-sample-train": HiggsLayout("\t", header=False, label_first=True, rows=7000),
+    "higgs-sample-test": HiggsLayout("\t", header=False, label_first=True, rows=500),
+    "higgs-sample-csv": HiggsLayout(",", header=True, label_first=False, rows=10_984),
+}
+
+# Quick size: training events from the LightGBM sample (HIGGS rows 1-7,500),
+# test events from the independent 0.1% sample of the whole file.
+HIGGS_QUICK_TRAIN = ("higgs-sample-train", "higgs-sample-test")
+HIGGS_QUICK_TEST = ("higgs-sample-csv",)
+
+
+def higgs_hdf5(size: str) -> Path:
+    """Fetch the HIGGS events for ``size`` and return their HDF5 file.
+
+    ``quick`` converts the three real samples into ``higgs/higgs-quick.h5``.
+    ``workshop`` and ``full`` both convert the full ``HIGGS.csv.gz`` (2.8 GB)
+    into ``higgs/HIGGS.h5``. The workshop size takes its subset only when
+    loading. The conversion runs once: a cached file is reused while it
+    is complete and was built from the files the dataset table lists, and is
+    rebuilt otherwise (for example after an interrupted conversion).
+
+    The file contains groups ``/train`` and ``/test``, each with ``features``
+    (float32, shape (n, 28), columns in ``HIGGS_FEATURES`` order, chunked
+    along rows) and ``labels`` (float32, shape (n,), 1 for signal). Root
+    attributes: ``feature_names``, ``source`` and ``source_sha256`` (the file
+    names and checksums of the inputs, joined with ", "), ``complete``.
+    """
+    if size not in SIZES:
+        raise ValueError(f"Unknown size {size!r}: choose one of {', '.join(SIZES)}")
+    table = datasets()
+    if size == "quick":
+        names = HIGGS_QUICK_TRAIN + HIGGS_QUICK_TEST
+        target = data_dir() / "higgs" / "higgs-quick.h5"
+    else:
+        names = ("higgs",)
+        target = data_dir() / "higgs" / "HIGGS.h5"
+    expected_sha256 = ", ".join(table[name].sha256 for name in names)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target):
+        problem = _check_higgs_hdf5(target, expected_sha256)
+        if problem is None:
+            return target
+        if target.exists():
+            print(f"Cached {target} is invalid ({problem}); converting again.")
+            target.unlink()
+        sources = [fetch(name) for name in names]
+        if size == "quick":
+            _convert_higgs_samples(sources, target)
+        else:
+            convert_higgs_csv(sources[0], target, HIGGS_LAYOUTS["higgs"])
+    return target
+
+
+def _check_higgs_hdf5(path: Path, expected_sha256: str) -> str | None:
+    """Return why ``path`` is not a usable HIGGS HDF5 file, or None if it is."""
+    import h5py
+
+    if not path.exists():
+        return "missing"
+    try:
+        with h5py.File(path, "r") as h5:
+            if h5.attrs.get("complete") != 1:
+                return "incomplete conversion"
+            if h5.attrs.get("format_version") != HIGGS_FORMAT_VERSION:
+                return "old format version"
+            if h5.attrs.get("source_sha256") != expected_sha256:
+                return "built from other input files"
+            for group in ("train", "test"):
+                rows = h5[f"{group}/features"].shape[0]
+                if h5[f"{group}/labels"].shape != (rows,):
+                    return f"/{group} has unequal feature and label rows"
+    except (OSError, KeyError) as error:
+        return f"unreadable: {error}"
+    return None
+
+
+def load_higgs(
+    size: str,
+    features: str = "all",
+    *,
+    train_events: int | None = None,
+    test_events: int | None = None,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Return HIGGS events as ``(x_train, y_train), (x_test, y_test)``.
+
+    ``features`` picks the columns: ``all`` (28), ``low`` (the 21 low-level
+    ones) or ``high`` (the 7 high-level ones). ``train_events`` and
+    ``test_events`` keep only the first events of each set, and only those
+    are read from disk. Arrays are float32; labels are 1 for signal.
+    """
+    import h5py
+
+    if features not in HIGGS_FEATURE_SETS:
+        raise ValueError(
+            f"Unknown feature set {features!r}: choose one of "
+            f"{', '.join(HIGGS_FEATURE_SETS)}"
+        )
+    columns = HIGGS_FEATURE_SETS[features]
+    path = higgs_hdf5(size)
+    arrays = []
+    with h5py.File(path, "r") as h5:
+        for group, limit in (("train", train_events), ("test", test_events)):
+            stored = h5[f"{group}/labels"].shape[0]
+            rows = stored if limit is None else min(limit, stored)
+            x = h5[f"{group}/features"][:rows, columns]
+            y = h5[f"{group}/labels"][:rows]
+            arrays.append((x, y))
+    return arrays[0], arrays[1]
+
+
+def read_higgs_text(
+    path: Path, layout: HiggsLayout, chunk_bytes: int = 1 << 24
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Parse a HIGGS text file (plain or gzipped) in chunks of about ``chunk_bytes``.
+
+    Yields ``(features, labels)``: float32 arrays of shape (k, 28) and (k,).
+    The first rows are checked against ``layout`` before anything is parsed,
+    and every row must have 29 numbers and a label of 0 or 1. Raises
+    HiggsFormatError naming the file, what it found and what was expected.
+    A progress bar follows the bytes read from disk.
+    """
+    from tqdm.auto import tqdm
+
+    with open(path, "rb") as raw:
+        is_gzip = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream: Any = gzip.GzipFile(fileobj=raw) if is_gzip else raw
+        line_number = 1  # of the first line in the current block, for messages
+        rest = b""
+        first_block = True
+        with tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"Reading {path.name}",
+            leave=False,
+        ) as bar:
+            while True:
+                block = stream.read(chunk_bytes)
+                bar.update(raw.tell() - bar.n)
+                data = rest + block
+                if block:
+                    cut = data.rfind(b"\n") + 1
+                    data, rest = data[:cut], data[cut:]
+                if first_block and data:
+                    header_lines = _check_higgs_start(path, layout, data)
+                    data = data.split(b"\n", header_lines)[-1] if header_lines else data
+                    line_number += header_lines
+                    first_block = False
+                if data.strip():
+                    yield _parse_higgs_block(path, layout, data, line_number)
+                    line_number += data.count(b"\n")
+                if not block:
+                    break
+        if first_block:
+            raise HiggsFormatError(f"{path} is empty; expected {layout.describe()}")
+
+
+def _check_higgs_start(path: Path, layout: HiggsLayout, data: bytes) -> int:
+    """Check the first lines of a file against ``layout``; return header lines."""
+    lines = data.decode("utf-8", errors="replace").splitlines()[:6]
+    expected = f"expected {layout.describe()}"
+    first = lines[0]
+    if layout.header:
+        names = [name.strip().lower() for name in first.split(layout.delimiter)]
+        wanted = list(HIGGS_FEATURES)
+        wanted = ["label", *wanted] if layout.label_first else [*wanted, "label"]
+        if names != wanted:
+            raise HiggsFormatError(
+                f"{path}: the first line is not the expected header; found "
+                f"{first[:120]!r}; {expected}, the header naming the 28 features "
+                "and 'label'"
+            )
+        lines = lines[1:]
+    for offset, line in enumerate(lines[:5]):
+        number = offset + 1 + int(layout.header)
+        fields = line.split(layout.delimiter)
+        if len(fields) != 29:
+            separators = {"comma": ",", "tab": "\t", "semicolon": ";", "space": " "}
+            counts = ", ".join(
+                f"{line.count(char)} {name}s"
+                for name, char in separators.items()
+                if line.count(char)
+            )
+            raise HiggsFormatError(
+                f"{path}: line {number} has {len(fields)} field(s) when split at "
+                f"{layout.delimiter!r} (it contains {counts or 'no separators'}); "
+                f"{expected}. Line {number} starts {line[:80]!r}"
+            )
+        try:
+            [float(field) for field in fields]
+        except ValueError:
+            kind = "a header line" if number == 1 else "a field that is not a number"
+            raise HiggsFormatError(
+                f"{path}: line {number} contains {kind}: {line[:80]!r}; {expected}"
+            ) from None
+    return int(layout.header)
+
+
+def _parse_higgs_block(
+    path: Path, layout: HiggsLayout, data: bytes, line_number: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse complete lines of text into float32 features and labels."""
+    lines = data.decode("ascii", errors="replace").splitlines()
+    try:
+        table = np.loadtxt(lines, delimiter=layout.delimiter, dtype=np.float32, ndmin=2)
+    except ValueError as error:
+        raise HiggsFormatError(
+            f"{path}: invalid row in the lines from line {line_number} on: {error}; "
+            f"expected {layout.describe()}"
+        ) from None
+    if table.shape[1] != 29:
+        raise HiggsFormatError(
+            f"{path}: rows from line {line_number} on have {table.shape[1]} "
+            f"columns; expected {layout.describe()}"
+        )
+    label_column = 0 if layout.label_first else 28
+    labels = table[:, label_column]
+    invalid = np.flatnonzero((labels != 0) & (labels != 1))
+    if invalid.size:
+        raise HiggsFormatError(
+            f"{path}: the label of the event on about line "
+            f"{line_number + int(invalid[0])} is {labels[invalid[0]]}, not 0 or 1; "
+            f"expected {layout.describe()}"
+        )
+    features = table[:, 1:] if layout.label_first else table[:, :28]
+    return np.ascontiguousarray(features), np.ascontiguousarray(labels)
+
+
+class _HiggsWriter:
+    """Append events to the ``/train`` and ``/test`` groups of an open HDF5 file."""
+
+    def __init__(self, h5: Any) -> None:
+        self.h5 = h5
+        h5.attrs["feature_names"] = list(HIGGS_FEATURES)
+        for group in ("train", "test"):
+            h5.create_dataset(
+                f"{group}/features",
+                shape=(0, 28),
+                maxshape=(None, 28),
+                dtype="float32",
+                chunks=(HIGGS_CHUNK_ROWS, 28),
+            )
+            h5.create_dataset(
+                f"{group}/labels",
+                shape=(0,),
+                maxshape=(None,),
+                dtype="float32",
+                chunks=(HIGGS_CHUNK_ROWS,),
+            )
+
+    def append(self, group: str, features: np.ndarray, labels: np.ndarray) -> None:
+        x, y = self.h5[f"{group}/features"], self.h5[f"{group}/labels"]
+        start = x.shape[0]
+        x.resize(start + len(features), axis=0)
+        y.resize(start + len(labels), axis=0)
+        x[start:] = features
+        y[start:] = labels
+
+    def finish(self, sources: Sequence[Path]) -> None:
+        """Record the inputs and mark the file complete (the last write)."""
+        self.h5.attrs["source"] = ", ".join(path.name for path in sources)
+        self.h5.attrs["source_sha256"] = ", ".join(sha256sum(p) for p in sources)
+        self.h5.attrs["format_version"] = HIGGS_FORMAT_VERSION
+        self.h5.attrs["complete"] = 1
+
+
+def convert_higgs_csv(
+    source: Path,
+    target: Path,
+    layout: HiggsLayout,
+    test_events: int | None = None,
+    chunk_bytes: int = 1 << 24,
+) -> Path:
+    """Convert a HIGGS text file into the HDF5 layout of ``higgs_hdf5``.
+
+    The last ``test_events`` rows (default ``HIGGS_TEST_EVENTS``, the paper's
+    test set) go to ``/test`` and all earlier rows to ``/train``, in file
+    order. The file is streamed, so memory keeps at most the test events
+    (58 MB for 500,000) and a few copies of one text chunk, whatever the
+    file size: ``benchmarks/higgs_conversion.py`` measured a peak of about
+    250 MB on Linux, of which 50 MB are the imports. The
+    output is written to ``<target>.part`` and renamed only when complete.
+    Raises HiggsFormatError for a file of another layout, or when the row
+    count differs from ``layout.rows``.
+
+    NOTE: the tests and the benchmark run this on generated files in the
+    full file's format; the real 2.8 GB ``HIGGS.csv.gz`` was not available
+    to them.
+    """
+    from collections import deque
+
+    import h5py
+
+    test_events = HIGGS_TEST_EVENTS if test_events is None else test_events
+    partial = target.with_name(target.name + ".part")
+    pending: deque[tuple[np.ndarray, np.ndarray]] = deque()
+    pending_rows = 0
+    total = 0
+    try:
+        with h5py.File(partial, "w") as h5:
+            writer = _HiggsWriter(h5)
+            for features, labels in read_higgs_text(source, layout, chunk_bytes):
+                pending.append((features, labels))
+                pending_rows += len(labels)
+                total += len(labels)
+                # Older chunks cannot be among the last test_events rows.
+                while pending_rows - len(pending[0][1]) >= test_events:
+                    old_features, old_labels = pending.popleft()
+                    pending_rows -= len(old_labels)
+                    writer.append("train", old_features, old_labels)
+            if layout.rows is not None and total != layout.rows:
+                raise HiggsFormatError(
+                    f"{source} contains {total:,} events; expected {layout.rows:,}"
+                )
+            if total <= test_events:
+                raise HiggsFormatError(
+                    f"{source} contains {total:,} events, too few to keep the last "
+                    f"{test_events:,} as a test set and train on the rest"
+                )
+            train_left = pending_rows - test_events
+            while pending:
+                features, labels = pending.popleft()
+                split = min(train_left, len(labels))
+                if split > 0:
+                    writer.append("train", features[:split], labels[:split])
+                if split < len(labels):
+                    writer.append("test", features[split:], labels[split:])
+                train_left -= split
+            writer.finish([source])
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"Converted {total:,} events from {source.name} into {target}")
+    return target
+
+
+def _convert_higgs_samples(sources: Sequence[Path], target: Path) -> None:
+    """Build the quick-size HDF5 file from the three real HIGGS samples.
+
+    Training events: ``binary.train`` then ``binary.test`` (HIGGS rows 1 to
+    7,500, at 3 decimals). Test events: ``higgs.csv`` (a random 0.1% sample,
+    at 9 decimals), without its repeated row. Events of the training files
+    that also appear in the test sample are dropped from training, so the two
+    sets never share an event.
+    """
+    import h5py
+
+    names = HIGGS_QUICK_TRAIN + HIGGS_QUICK_TEST
+    parsed = {}
+    for name, path in zip(names, sources, strict=True):
+        layout = HIGGS_LAYOUTS[name]
+        chunks = list(read_higgs_text(path, layout))
+        features = np.concatenate([chunk[0] for chunk in chunks])
+        labels = np.concatenate([chunk[1] for chunk in chunks])
+        if layout.rows is not None and len(labels) != layout.rows:
+            raise HiggsFormatError(
+                f"{path} contains {len(labels):,} events; expected {layout.rows:,}"
+            )
+        parsed[name] = (features, labels)
+    x_train = np.concatenate([parsed[name][0] for name in HIGGS_QUICK_TRAIN])
+    y_train = np.concatenate([parsed[name][1] for name in HIGGS_QUICK_TRAIN])
+    x_test, y_test = parsed[HIGGS_QUICK_TEST[0]]
+    test_rows = np.column_stack([x_test, y_test])
+    _, first = np.unique(test_rows, axis=0, return_index=True)
+    keep = np.sort(first)
+    x_test, y_test = x_test[keep], y_test[keep]
+    shared = find_shared_events(x_train, y_train, x_test, y_test, tolerance=6e-4)
+    x_train, y_train = x_train[~shared], y_train[~shared]
+    print(
+        f"Quick HIGGS sample: {len(y_train):,} training events "
+        f"({int(shared.sum())} also in the test sample, dropped), "
+        f"{len(y_test):,} test events ({len(test_rows) - len(keep)} repeated, dropped)"
+    )
+    partial = target.with_name(target.name + ".part")
+    try:
+        with h5py.File(partial, "w") as h5:
+            writer = _HiggsWriter(h5)
+            writer.append("train", x_train, y_train)
+            writer.append("test", x_test, y_test)
+            writer.finish(sources)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def find_shared_events(
+    x_a: np.ndarray,
+    y_a: np.ndarray,
+    x_b: np.ndarray,
+    y_b: np.ndarray,
+    tolerance: float = 0.0,
+) -> np.ndarray:
+    """Return a boolean mask of the events of ``a`` that also occur in ``b``.
+
+    Two events match when their labels are equal and every feature differs
+    by at most ``tolerance``, which lets files printed at different decimals
+    (3 and 9 in the HIGGS samples) match. Compares in blocks of ``b``, so
+    memory stays at about len(a) x 2,000 x 3 values.
+    """
+    shared = np.zeros(len(y_a), dtype=bool)
+    for start in range(0, len(y_b), 2000):
+        block_x = x_b[start : start + 2000]
+        block_y = y_b[start : start + 2000]
+        # Cheap filter on three features first, then all columns of candidates.
+        near = np.all(
+            np.abs(x_a[:, None, :3] - block_x[None, :, :3]) <= tolerance, axis=2
+        )
+        near &= y_a[:, None] == block_y[None, :]
+        for i, j in zip(*np.nonzero(near), strict=True):
+            if np.all(np.abs(x_a[i] - block_x[j]) <= tolerance):
+                shared[i] = True
+    return shared
+
+
+# --------------------------------------------------------------------------
 # Command line: python common.py fetch [--size SIZE] [NAME ...]
 # --------------------------------------------------------------------------
 
