@@ -19,8 +19,8 @@ until there are ``--events`` of them, into an HDF5 and a ROOT file under
 The first epoch of every run includes graph tracing and is left out of the
 rate. Each input is measured ``--repeats`` times, round-robin, and the best
 rate is printed, because other processes on the machine slow single runs.
-Without ``--data`` or ``--size`` the source is the HIGGS sample file,
-converted by ``tests/higgs_sample.py``.
+Without ``--data`` the source is ``common.higgs_hdf5("quick")``, the real
+HIGGS samples (``--size`` picks another size).
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def parse_args() -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--data", type=Path, help="HIGGS HDF5 file to copy from")
     source.add_argument(
-        "--size", choices=common.SIZES, help="copy from common.higgs_hdf5(SIZE)"
+        "--size",
+        choices=common.SIZES,
+        default="quick",
+        help="copy from common.higgs_hdf5(SIZE)",
     )
     parser.add_argument("--events", type=int, default=200_000, help="events per epoch")
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -92,14 +95,7 @@ def parse_args() -> argparse.Namespace:
 def source_file(args: argparse.Namespace) -> Path:
     if args.data is not None:
         return args.data
-    if args.size is not None:
-        return common.higgs_hdf5(args.size)
-    # NOTE: stand-in until common.higgs_hdf5 is available.
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from higgs_sample import write_higgs_hdf5
-
-    target = common.output_dir() / "benchmarks" / "higgs-sample.h5"
-    return write_higgs_hdf5(common.fetch("higgs-sample-train"), target)
+    return common.higgs_hdf5(args.size)
 
 
 def write_benchmark_files(source: Path, events: int) -> tuple[Path, Path]:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from higgs_sample import write_higgs_hdf5
 
 import common
 
@@ -43,13 +42,9 @@ RUN_TIMEOUT = 180  # seconds for one training run, TensorFlow start included
 
 
 @pytest.fixture(scope="module")
-def higgs_h5(workshop_env: dict[str, str], tmp_path_factory) -> Path:
-    """The HIGGS sample in the workshop's HDF5 layout."""
-    if hasattr(common, "higgs_hdf5"):
-        return common.higgs_hdf5("quick")
-    # NOTE: stand-in until common.higgs_hdf5 exists.
-    source = common.fetch("higgs-sample-train")
-    return write_higgs_hdf5(source, tmp_path_factory.mktemp("higgs") / "higgs.h5")
+def higgs_h5(workshop_env: dict[str, str]) -> Path:
+    """The quick-size HIGGS file, converted from the real samples."""
+    return common.higgs_hdf5("quick")
 
 
 def start_training(data: Path, folder: Path, workers: int) -> subprocess.Popen:
