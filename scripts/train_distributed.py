@@ -35,15 +35,15 @@ depends only on the seed and the epoch. Every worker reads the same chunks
 but keeps only its own slice of each global batch, so the input pipeline is
 sharded per worker and a restarted run gets the same batches.
 
-Checkpoints (``tf.train.CheckpointManager``) hold the model, the optimizer
-and the number of finished epochs; they are written after every epoch. A
-(re)started run restores the latest one and continues with the next epoch,
-so no finished epoch is lost or repeated; the epoch that was interrupted
-starts again from its beginning. A worker cannot rejoin a running cluster,
-so when one fails, all of them must be restarted: ``--local-workers`` does
-that itself, and under ``TF_CONFIG`` it is the cluster manager's job. The
-surviving workers wait in the all-reduce until they are stopped, and they
-catch SIGTERM, so stop them with SIGKILL. All
+Checkpoints (``tf.train.CheckpointManager``) contain the model, the
+optimizer and the number of finished epochs, and are written after every
+epoch. A (re)started run restores the latest one and continues with the
+next epoch, so no finished epoch is lost or repeated. The epoch that was
+interrupted starts again from its beginning. A worker cannot rejoin a
+running cluster, so when one fails, all of them must be restarted:
+``--local-workers`` does that itself, and under ``TF_CONFIG`` it is the
+cluster manager's job. The surviving workers wait in the all-reduce until
+they are stopped, and they catch SIGTERM, so stop them with SIGKILL. All
 workers must read the chief's checkpoint folder, so across machines it has
 to be on a shared file system.
 
