@@ -417,6 +417,12 @@ def train_worker(args: argparse.Namespace) -> int:
     """Train as one worker of the cluster in ``TF_CONFIG`` (or alone)."""
     exit_with_launcher()
     configure_cluster(args)
+    # tf.distribute works only with the TensorFlow backend; the variable
+    # also wins over a backend chosen in ~/.keras/keras.json.
+    requested = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if requested != "tensorflow":
+        LOG.warning("KERAS_BACKEND=%s ignored: this script needs tensorflow", requested)
+    os.environ["KERAS_BACKEND"] = "tensorflow"
     import keras
     import tensorflow as tf
 
