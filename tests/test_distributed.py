@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import train_distributed
 
 import common
 
@@ -181,3 +182,48 @@ def test_killed_worker_resumes_from_checkpoint(higgs_h5, reference_runs, tmp_pat
     np.testing.assert_allclose(resumed["loss"], reference["loss"][1:], rtol=1e-5)
     for ours, theirs in zip(resumed_weights, reference_weights, strict=True):
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+# --- helpers of the script, without TensorFlow ----------------------------------
+
+
+def test_epoch_chunks_cover_every_row():
+    chunks = train_distributed.epoch_chunks(1000, 64, seed=7, epoch=1)
+    rows = sorted(row for start, stop in chunks for row in range(start, stop))
+    assert rows == list(range(1000))
+
+
+def test_epoch_chunks_order_depends_on_epoch():
+    first = train_distributed.epoch_chunks(1000, 64, seed=7, epoch=1)
+    again = train_distributed.epoch_chunks(1000, 64, seed=7, epoch=1)
+    second = train_distributed.epoch_chunks(1000, 64, seed=7, epoch=2)
+    assert first == again
+    assert first != second
+
+
+def test_worker_slices_make_global_batches(higgs_h5):
+    args = train_distributed.parse_args(
+        ["--data", str(higgs_h5), "--checkpoint-dir", "unused", *SMALL_RUN]
+    )
+    steps = 20
+
+    def batches(worker, workers):
+        return list(
+            train_distributed.worker_batches(higgs_h5, args, 2, worker, workers, steps)
+        )
+
+    whole = batches(0, 1)
+    halves = zip(batches(0, 2), batches(1, 2), strict=True)
+    assert len(whole) == steps
+    for (x, y), ((x0, y0), (x1, y1)) in zip(whole, halves, strict=True):
+        np.testing.assert_array_equal(x, np.concatenate([x0, x1]))
+        np.testing.assert_array_equal(y, np.concatenate([y0, y1]))
+
+
+def test_strip_option_removes_both_forms():
+    argv = ["--local-workers", "2", "--epochs", "3", "--local-workers=4", "--x"]
+    assert train_distributed.strip_option(argv, "--local-workers") == [
+        "--epochs",
+        "3",
+        "--x",
+    ]
