@@ -35,18 +35,19 @@ NOTEBOOK_FIGURES = {
     "higgs_roc": "keras/HIGGS_test.ipynb",
 }
 
-# The hand-set XOR solution from Goodfellow, Bengio and Courville,
-# "Deep Learning" (MIT Press, 2016), chapter 6.
-XOR_W = np.array([[1.0, 1.0], [1.0, 1.0]])
-XOR_C = np.array([0.0, -1.0])
-XOR_OUT_W = np.array([1.0, -2.0])
-XOR_OUT_B = 0.0
+# The hand-set XOR network of tensorflow/xor.ipynb: hidden unit 1 acts as
+# OR, unit 2 as AND, and the output is "OR but not AND".
+XOR_W_HIDDEN = np.array([[10.0, 10.0], [10.0, 10.0]])
+XOR_B_HIDDEN = np.array([-5.0, -15.0])
+XOR_W_OUTPUT = np.array([5.0, -5.0])
+XOR_B_OUTPUT = -5.0
 
 
 def xor_network(x: np.ndarray) -> np.ndarray:
     """Evaluate the hand-set XOR network on points of shape (n, 2)."""
-    hidden = np.maximum(0.0, x @ XOR_W + XOR_C)
-    return hidden @ XOR_OUT_W + XOR_OUT_B
+    hidden = np.tanh(x @ XOR_W_HIDDEN + XOR_B_HIDDEN)
+    logit = hidden @ XOR_W_OUTPUT + XOR_B_OUTPUT
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 def save(fig, name: str, target_dir: Path) -> None:
@@ -62,16 +63,11 @@ def plot_xor_regions(target_dir: Path) -> None:
     """Colour the plane by the hand-set XOR network's output."""
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     labels = np.array([0, 1, 1, 0], dtype=np.float32)
-    # The network output is not a probability: clip it to [0, 1] so the
-    # colour scale shows where it is 0 and where it is 1.
     fig = common.plot_decision_boundary(
-        lambda x: np.clip(xor_network(x), 0.0, 1.0),
-        None,
-        None,
-        title="hand-set XOR network",
+        xor_network, None, None, title="hand-set XOR network"
     )
     ax, colorbar_ax = fig.axes[:2]
-    colorbar_ax.set_ylabel("network output, clipped to [0, 1]")
+    colorbar_ax.set_ylabel("network output")
     for value, colour, name in ((0, "tab:blue", "XOR = 0"), (1, "tab:red", "XOR = 1")):
         chosen = labels == value
         ax.scatter(*corners[chosen].T, s=150, c=colour, edgecolors="black", label=name)
