@@ -91,18 +91,28 @@ def plot_gaussian_data(x: np.ndarray, y: np.ndarray, target_dir: Path) -> None:
 
 
 def plot_gaussian_training(x: np.ndarray, y: np.ndarray, target_dir: Path) -> None:
-    """Train the slides' small Keras classifier and plot its history and output."""
+    """Train the Keras classifier of the "Compile, then fit" frame and plot it.
+
+    The network and hyper-parameters are those of keras/gaussian.ipynb.
+    """
     import keras
 
+    x_val, y_val = common.make_gaussian_blobs(2500, separation=3.0, seed=1)
     model = keras.Sequential(
         [
             keras.Input(shape=(2,)),
-            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(100, activation="relu"),
             keras.layers.Dense(1, activation="sigmoid"),
         ]
     )
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(x, y, epochs=30, batch_size=64, validation_split=0.2, verbose=0)
+    model.compile(
+        loss="binary_crossentropy",
+        optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        x, y, batch_size=64, epochs=15, validation_data=(x_val, y_val), verbose=0
+    )
     save(common.plot_history(history), "gaussian_history", target_dir)
 
     def predict(points: np.ndarray) -> np.ndarray:
@@ -147,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 
     common.setup(seed=42)
     plot_xor_regions(args.output_dir)
-    x, y = common.make_gaussian_blobs(2000, separation=3.0, seed=42)
-    plot_gaussian_data(x, y, args.output_dir)
+    # The training sample of the slides' Gaussian examples; the scatter plot
+    # shows its first 2000 events.
+    x, y = common.make_gaussian_blobs(10000, separation=3.0, seed=0)
+    plot_gaussian_data(x[:2000], y[:2000], args.output_dir)
     plot_gaussian_training(x, y, args.output_dir)
     missing = collect_notebook_figures(args.output_dir)
     if missing:
