@@ -162,7 +162,9 @@ def test_killed_worker_resumes_from_checkpoint(higgs_h5, reference_runs, tmp_pat
     try:
         reader = LineReader(process)
         pid = int(reader.wait_for(r"started worker 1 \(pid (\d+)", 60).group(1))
-        reader.wait_for(rf"\[worker 1\] .*epoch 2/{EPOCHS} started", RUN_TIMEOUT)
+        # The chief starts epoch 2 only after its epoch-1 checkpoint is written
+        # (worker 1 may run ahead and start before the chief has saved).
+        reader.wait_for(rf"\[worker 0\] .*epoch 2/{EPOCHS} started", RUN_TIMEOUT)
         os.kill(pid, signal.SIGKILL)
         reader.wait_for(r"started worker 1 \(pid \d+, attempt 2", 60)
         reader.wait_for(r"all 2 workers finished", RUN_TIMEOUT)
@@ -174,7 +176,7 @@ def test_killed_worker_resumes_from_checkpoint(higgs_h5, reference_runs, tmp_pat
     assert not re.search(rf"epoch 2/{EPOCHS} finished", first_attempt), (
         "the worker was killed after epoch 2, not during it"
     )
-    assert re.search(r"restored .* \(after epoch 1\)", second_attempt)
+    assert re.search(r"restored .* \(after epoch 1\)", second_attempt), second_attempt
     assert process.returncode == 0
     resumed, resumed_weights = load_run(tmp_path)
     assert resumed["epochs_trained"] == list(range(2, EPOCHS + 1))
