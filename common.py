@@ -1543,14 +1543,17 @@ def find_shared_events(
 # Command line: python common.py fetch [--size SIZE] [NAME ...]
 # --------------------------------------------------------------------------
 
+_HIGGS_SAMPLES = ("higgs-sample-train", "higgs-sample-test", "higgs-sample-csv")
+_MNIST_FULL = (
+    "mnist-train-images",
+    "mnist-train-labels",
+    "mnist-test-images",
+    "mnist-test-labels",
+)
 DATA_FOR_SIZE = {
-    "quick": ("mnist-5k", "mnist-test-images", "mnist-test-labels"),
-    "workshop": (
-        "mnist-train-images",
-        "mnist-train-labels",
-        "mnist-test-images",
-        "mnist-test-labels",
-    ),
+    "quick": ("mnist-5k", "mnist-test-images", "mnist-test-labels", *_HIGGS_SAMPLES),
+    "workshop": (*_MNIST_FULL, "higgs"),
+    "full": (*_MNIST_FULL, "higgs"),
 }
 
 
@@ -1578,11 +1581,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         names += [
             name for name in DATA_FOR_SIZE.get(args.size, ()) if name not in names
         ]
-    try:
-        for name in names:
+    failed = []
+    for name in names:
+        try:
             print(f"{name}: {fetch(name)}")
-    except DownloadError as error:
-        print(error, file=sys.stderr)
+        except DownloadError as error:
+            print(error, file=sys.stderr)
+            failed.append(name)
+    if failed:
+        print(f"Could not fetch: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 

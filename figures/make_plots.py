@@ -35,18 +35,19 @@ NOTEBOOK_FIGURES = {
     "higgs_roc": "keras/HIGGS_test.ipynb",
 }
 
-# The hand-set XOR solution from Goodfellow, Bengio and Courville,
-# "Deep Learning" (MIT Press, 2016), chapter 6.
-XOR_W = np.array([[1.0, 1.0], [1.0, 1.0]])
-XOR_C = np.array([0.0, -1.0])
-XOR_OUT_W = np.array([1.0, -2.0])
-XOR_OUT_B = 0.0
+# The hand-set XOR network of tensorflow/xor.ipynb: hidden unit 1 acts as
+# OR, unit 2 as AND, and the output is "OR but not AND".
+XOR_W_HIDDEN = np.array([[10.0, 10.0], [10.0, 10.0]])
+XOR_B_HIDDEN = np.array([-5.0, -15.0])
+XOR_W_OUTPUT = np.array([5.0, -5.0])
+XOR_B_OUTPUT = -5.0
 
 
 def xor_network(x: np.ndarray) -> np.ndarray:
     """Evaluate the hand-set XOR network on points of shape (n, 2)."""
-    hidden = np.maximum(0.0, x @ XOR_W + XOR_C)
-    return hidden @ XOR_OUT_W + XOR_OUT_B
+    hidden = np.tanh(x @ XOR_W_HIDDEN + XOR_B_HIDDEN)
+    logit = hidden @ XOR_W_OUTPUT + XOR_B_OUTPUT
+    return 1.0 / (1.0 + np.exp(-logit))
 
 
 def save(fig, name: str, target_dir: Path) -> None:
@@ -62,16 +63,11 @@ def plot_xor_regions(target_dir: Path) -> None:
     """Colour the plane by the hand-set XOR network's output."""
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     labels = np.array([0, 1, 1, 0], dtype=np.float32)
-    # The network output is not a probability: clip it to [0, 1] so the
-    # colour scale shows where it is 0 and where it is 1.
     fig = common.plot_decision_boundary(
-        lambda x: np.clip(xor_network(x), 0.0, 1.0),
-        None,
-        None,
-        title="hand-set XOR network",
+        xor_network, None, None, title="hand-set XOR network"
     )
     ax, colorbar_ax = fig.axes[:2]
-    colorbar_ax.set_ylabel("network output, clipped to [0, 1]")
+    colorbar_ax.set_ylabel("network output")
     for value, colour, name in ((0, "tab:blue", "XOR = 0"), (1, "tab:red", "XOR = 1")):
         chosen = labels == value
         ax.scatter(*corners[chosen].T, s=150, c=colour, edgecolors="black", label=name)
@@ -95,18 +91,28 @@ def plot_gaussian_data(x: np.ndarray, y: np.ndarray, target_dir: Path) -> None:
 
 
 def plot_gaussian_training(x: np.ndarray, y: np.ndarray, target_dir: Path) -> None:
-    """Train the slides' small Keras classifier and plot its history and output."""
+    """Train the Keras classifier of the "Compile, then fit" frame and plot it.
+
+    The network and hyper-parameters are those of keras/gaussian.ipynb.
+    """
     import keras
 
+    x_val, y_val = common.make_gaussian_blobs(2500, separation=3.0, seed=1)
     model = keras.Sequential(
         [
             keras.Input(shape=(2,)),
-            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(100, activation="relu"),
             keras.layers.Dense(1, activation="sigmoid"),
         ]
     )
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    history = model.fit(x, y, epochs=30, batch_size=64, validation_split=0.2, verbose=0)
+    model.compile(
+        loss="binary_crossentropy",
+        optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        x, y, batch_size=64, epochs=15, validation_data=(x_val, y_val), verbose=0
+    )
     save(common.plot_history(history), "gaussian_history", target_dir)
 
     def predict(points: np.ndarray) -> np.ndarray:
@@ -151,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 
     common.setup(seed=42)
     plot_xor_regions(args.output_dir)
-    x, y = common.make_gaussian_blobs(2000, separation=3.0, seed=42)
-    plot_gaussian_data(x, y, args.output_dir)
+    # The training sample of the slides' Gaussian examples; the scatter plot
+    # shows its first 2000 events.
+    x, y = common.make_gaussian_blobs(10000, separation=3.0, seed=0)
+    plot_gaussian_data(x[:2000], y[:2000], args.output_dir)
     plot_gaussian_training(x, y, args.output_dir)
     missing = collect_notebook_figures(args.output_dir)
     if missing:

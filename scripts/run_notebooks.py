@@ -163,6 +163,7 @@ def main() -> int:
     size = os.environ.get("WORKSHOP_SIZE") or "each notebook's default"
     print(f"Executing {len(notebooks)} notebooks (size: {size}) into {args.build_dir}")
     timings = []
+    failures = []
     for path in notebooks:
         relative = path.relative_to(REPO_ROOT)
         output = args.build_dir / relative
@@ -173,12 +174,16 @@ def main() -> int:
         except CellExecutionError as error:
             print(" FAILED")
             print(f"{relative} failed; the executed copy is {output}\n{error}")
-            return 1
+            failures.append(relative)
+            continue
         seconds = time.perf_counter() - start
         timings.append((relative, seconds))
         print(f" {seconds:6.1f} s -> {output}")
     total = sum(seconds for _, seconds in timings)
-    print(f"All {len(timings)} notebooks ran in {total:.0f} s")
+    print(f"{len(timings)} notebooks ran in {total:.0f} s")
+    if failures:
+        print(f"{len(failures)} failed: {', '.join(map(str, failures))}")
+        return 1
     return 0
 
 

@@ -37,6 +37,9 @@ MAX_FRAGMENTS = 5
 # chains took about 20 s on two CPU cores.
 CODE_TIMEOUT = 600
 CODE_RUNNER = REPO_ROOT / "tests" / "slide_code_runner.py"
+# Files that slide code reads by paths relative to a keras/ notebook, such
+# as "images/three.png". Each chain's working folder gets a copy.
+NOTEBOOK_FILES = REPO_ROOT / "keras" / "images"
 # Title, XOR diagram, XOR regions, chain rule, MNIST digits, HIGGS ROC.
 PREVIEW_PAGES = (1, 11, 13, 21, 36, 48)
 
@@ -147,7 +150,8 @@ def chain_failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | 
     """Run every chain with slide_code_runner.py and return each one's traceback.
 
     All chains share one Python process, so TensorFlow is imported once, but
-    each gets a fresh namespace and its own working folder.
+    each gets a fresh namespace and its own working folder, which contains a
+    copy of keras/images/. The repository root is on the module path.
     """
     root = tmp_path_factory.mktemp("slide_code")
     chains = [
@@ -161,11 +165,18 @@ def chain_failures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | 
         }
         for chain in PYTHON_CHAINS
     ]
+    for chain in chains:
+        shutil.copytree(NOTEBOOK_FILES, Path(chain["work_dir"]) / NOTEBOOK_FILES.name)
     chains_path = root / "chains.json"
     results_path = root / "results.json"
     chains_path.write_text(json.dumps(chains), encoding="utf-8")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
     env.pop("KERAS_BACKEND", None)
+    # The repository root on the path lets slide code import common, as the
+    # notebooks do after sys.path.insert(0, "..").
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+    )
     result = subprocess.run(
         [sys.executable, str(CODE_RUNNER), str(chains_path), str(results_path)],
         cwd=root,
