@@ -44,6 +44,7 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -1262,7 +1263,13 @@ def read_higgs_text(
             leave=False,
         ) as bar:
             while True:
-                block = stream.read(chunk_bytes)
+                try:
+                    block = stream.read(chunk_bytes)
+                except (EOFError, OSError, zlib.error) as error:
+                    raise HiggsFormatError(
+                        f"{path} is a truncated or damaged gzip file ({error}); "
+                        "delete it and fetch it again"
+                    ) from error
                 bar.update(raw.tell() - bar.n)
                 data = rest + block
                 if block:

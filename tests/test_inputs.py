@@ -350,10 +350,6 @@ def test_higgs_text_bad_file_rejected(tmp_path: Path, content: bytes) -> None:
 
 
 @needs_higgs
-@pytest.mark.xfail(
-    raises=EOFError,
-    reason="read_higgs_text lets gzip's EOFError through instead of naming the file",
-)
 def test_higgs_truncated_gzip_rejected(tmp_path: Path) -> None:
     data = gzip.compress(((ROW + "\n") * 2000).encode())
     (tmp_path / "events.csv.gz").write_bytes(data[: len(data) // 2])
