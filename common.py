@@ -24,6 +24,8 @@ Environment variables read here:
 ``WORKSHOP_OUTPUT``
     Folder for models, figures and files passed between notebooks (default:
     ``output/`` in the repository).
+
+Relative paths in these variables are taken from the repository root.
 """
 
 from __future__ import annotations
@@ -74,11 +76,25 @@ def workshop_size(default: str = "workshop") -> str:
     """
     size = os.environ.get("WORKSHOP_SIZE") or default
     argv = sys.argv[1:]
+    ignored = []
     for i, arg in enumerate(argv):
-        if arg == "--size" and i + 1 < len(argv):
+        if arg == "--size":
+            if i + 1 == len(argv) or argv[i + 1].startswith("-"):
+                raise ValueError(
+                    f"--size needs a value: one of {', '.join(SIZES)}, "
+                    "e.g. --size quick"
+                )
             size = argv[i + 1]
         elif arg.startswith("--size="):
             size = arg.split("=", 1)[1]
+        elif arg.startswith("-") and (i == 0 or argv[i - 1] != "--size"):
+            ignored.append(arg)
+    # A Jupyter kernel's own arguments (-f connection file) are not the learner's.
+    if ignored and "ipykernel" not in sys.modules:
+        print(
+            f"Ignoring the unknown option(s) {' '.join(ignored)}: notebooks run as "
+            f"scripts read only --size {'|'.join(SIZES)}"
+        )
     size = size.strip().lower()
     if size not in SIZES:
         raise ValueError(
@@ -204,16 +220,29 @@ def _in_jupyter() -> bool:
 # --------------------------------------------------------------------------
 
 
+def _setting_path(variable: str) -> Path | None:
+    """Return the folder named by an environment variable, or None if unset.
+
+    A relative path is taken from the repository root, not from the current
+    folder: notebooks run in tensorflow/ or keras/, while ``make`` and a
+    learner's shell usually start in the root.
+    """
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    return (REPO_ROOT / Path(value).expanduser()).resolve()
+
+
 def data_dir() -> Path:
     """Return the download cache folder (``$WORKSHOP_DATA`` or ``data/``)."""
-    folder = Path(os.environ.get("WORKSHOP_DATA") or REPO_ROOT / "data")
+    folder = _setting_path("WORKSHOP_DATA") or REPO_ROOT / "data"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
 def output_dir() -> Path:
     """Return the output folder, ``$WORKSHOP_OUTPUT`` or ``output/``."""
-    folder = Path(os.environ.get("WORKSHOP_OUTPUT") or REPO_ROOT / "output")
+    folder = _setting_path("WORKSHOP_OUTPUT") or REPO_ROOT / "output"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -350,7 +379,7 @@ def _sources(dataset: Dataset) -> list[str]:
     mirror = os.environ.get("WORKSHOP_MIRROR", "").strip()
     if mirror:
         if "://" not in mirror:
-            mirror = str(Path(mirror).expanduser().resolve())
+            mirror = str(_setting_path("WORKSHOP_MIRROR"))
         sources.append(mirror.rstrip("/") + "/" + dataset.path)
     sources.extend(dataset.urls)
     return sources
@@ -423,7 +452,13 @@ def _fetch_from(
         if member:
             _fetch_archive_member(url, member, dataset, partial, retries, timeout)
         elif is_http:
+            resumed = partial.exists()
             _download(url, partial, dataset.size, retries, timeout)
+            if resumed and _check_file(partial, dataset) is not None:
+                # The leftover part may have come from another, broken source:
+                # download the whole file once more before blaming this one.
+                partial.unlink()
+                _download(url, partial, dataset.size, retries, timeout)
         else:
             _copy_local(Path(url.removeprefix("file://")), partial)
         problem = _check_file(partial, dataset)
@@ -467,7 +502,9 @@ def _fetch_archive_member(
     candidates = [data_dir() / folder / archive_name]
     mirror = os.environ.get("WORKSHOP_MIRROR", "").strip()
     if mirror and "://" not in mirror:
-        candidates.append(Path(mirror).expanduser() / folder / archive_name)
+        candidates.append(
+            Path(str(_setting_path("WORKSHOP_MIRROR"))) / folder / archive_name
+        )
     archive = next((path for path in candidates if path.is_file()), None)
     if archive is None:
         archive = candidates[0]
@@ -493,6 +530,20 @@ def _fetch_archive_member(
         raise DownloadError(f"{archive} is not a valid zip archive: {error}") from error
 
 
+def _progress_bar_class() -> Any:
+    """Return tqdm's notebook bar in Jupyter and its text bar elsewhere.
+
+    Without ipywidgets, ``tqdm.auto`` falls back to the text bar and warns
+    about it; the warning is suppressed because the text bar works fine.
+    """
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        from tqdm.auto import tqdm
+    return tqdm
+
+
 _TRANSIENT_HTTP = {408, 429, 500, 502, 503, 504}
 
 
@@ -500,8 +551,7 @@ def _download(
     url: str, partial: Path, size: int | None, retries: int, timeout: float
 ) -> None:
     """Download ``url`` into ``partial``, resuming and retrying as needed."""
-    from tqdm.auto import tqdm
-
+    tqdm = _progress_bar_class()
     attempt = 0
     while True:
         offset = partial.stat().st_size if partial.exists() else 0
@@ -1245,8 +1295,7 @@ def read_higgs_text(
     HiggsFormatError naming the file, what it found and what was expected.
     A progress bar follows the bytes read from disk.
     """
-    from tqdm.auto import tqdm
-
+    tqdm = _progress_bar_class()
     with open(path, "rb") as raw:
         is_gzip = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)

@@ -58,6 +58,14 @@ if [ "$backends" = yes ]; then
     fi
 fi
 
+# One kernel of this name exists per user: say so when another clone's
+# environment had it, because its notebooks now run in this one.
+spec="$("$venv/bin/jupyter" kernelspec list --json 2>/dev/null \
+    | "$venv/bin/python" -c "import json, sys; specs = json.load(sys.stdin)['kernelspecs']; print(specs.get('$kernel_name', {}).get('spec', {}).get('argv', [''])[0])" \
+    2>/dev/null || true)"
+if [ -n "$spec" ] && [ "$spec" != "$venv/bin/python" ]; then
+    echo "Note: the kernel \"$kernel_name\" pointed to $spec; it now uses $venv/bin/python."
+fi
 "$venv/bin/python" -m ipykernel install --user --name "$kernel_name" \
     --display-name "Python (TF/Keras workshop)" >/dev/null
 touch "$venv/.workshop-installed"

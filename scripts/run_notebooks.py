@@ -176,6 +176,15 @@ def main() -> int:
             print(f"{relative} failed; the executed copy is {output}\n{error}")
             failures.append(relative)
             continue
+        except Exception as error:  # a dead kernel, a cell past the time limit
+            print(" FAILED")
+            print(
+                f"{relative} stopped: {type(error).__name__}: {error}\n"
+                f"The executed copy is {output}; the kernel's log is "
+                f"{output.with_suffix('.kernel.log')}"
+            )
+            failures.append(relative)
+            continue
         seconds = time.perf_counter() - start
         timings.append((relative, seconds))
         print(f" {seconds:6.1f} s -> {output}")

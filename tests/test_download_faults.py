@@ -334,15 +334,15 @@ def test_wrong_mirror_file_falls_back_to_url(
 def test_foreign_part_file_never_trusted(
     target: Path, handler, sample_bytes: bytes, tmp_path: Path, monkeypatch
 ) -> None:
-    """A leftover .part that is not a prefix of the file fails the checksum."""
+    """A leftover .part from another source is dropped and the file fetched whole."""
     target.parent.mkdir(parents=True)
     part = target.with_name(target.name + ".part")
     part.write_bytes(b"\xff" * 1000)
-    with pytest.raises(common.DownloadError, match="sha256"):
-        fetch_through(handler, ["ok"], tmp_path, monkeypatch, retries=0)
-    assert cache_files(target) == []
     path = fetch_through(handler, ["ok"], tmp_path, monkeypatch, retries=0)
     assert path.read_bytes() == sample_bytes
+    assert handler.seen[0][1] is not None  # first a resume from the part
+    assert handler.seen[-1][1] is None  # then the whole file
+    assert cache_files(target) == [target.name]
 
 
 def test_oversized_part_file_restarts(
