@@ -73,3 +73,4 @@ lint: $(STAMP)
 
 clean:
 	rm -rf build output
+	$(MAKE) -C slides clean
