@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import ssl
 import sys
 import time
@@ -611,6 +612,11 @@ def _download(
                 ) from error
             if isinstance(error.reason, ssl.SSLError):
                 raise DownloadError(f"SSL error: {error.reason}") from error
+            if isinstance(error.reason, socket.gaierror):
+                # No DNS answer: offline or a wrong host name; retrying won't help.
+                raise DownloadError(
+                    f"host name lookup failed ({error.reason}); are you offline?"
+                ) from error
             if attempt >= retries:
                 raise DownloadError(f"connection failed: {error.reason}") from error
             reason = str(error.reason)

@@ -13,8 +13,10 @@ comes from ``WORKSHOP_SIZE`` as in the notebooks.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +65,7 @@ def use_this_interpreter_as_kernel() -> None:
     another Jupyter installation registered a kernel of the same name.
     """
     folder = Path(tempfile.mkdtemp(prefix="workshop-kernel-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     spec_dir = folder / "kernels" / KERNEL_NAME
     spec_dir.mkdir(parents=True)
     spec = {

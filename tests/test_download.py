@@ -162,3 +162,21 @@ def test_registered_checksums_match_samples() -> None:
             assert common._check_file(sample, dataset) is None, dataset.name
             checked += 1
     assert checked >= 8
+
+
+def test_offline_fails_without_retries(table: Path, monkeypatch) -> None:
+    """A failed host name lookup is reported at once, not retried."""
+    import socket
+    import urllib.error
+
+    calls = []
+
+    def no_dns(request, timeout):
+        calls.append(request.full_url)
+        raise urllib.error.URLError(socket.gaierror(-3, "name resolution failed"))
+
+    monkeypatch.setattr(common.urllib.request, "urlopen", no_dns)
+    with pytest.raises(common.DownloadError, match="host name lookup failed"):
+        common.fetch("labels", retries=3)
+    assert len(calls) == 1
+    assert cache_files(table) == []
