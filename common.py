@@ -18,7 +18,7 @@ Environment variables read here:
 ``WORKSHOP_DATA``
     Download cache folder (default: ``data/`` in the repository).
 ``WORKSHOP_MIRROR``
-    A local folder or an ``http(s)://`` URL that holds the dataset files under
+    A local folder or an ``http(s)://`` URL that contains the dataset files under
     their table paths (for example ``mnist/t10k-labels-idx1-ubyte.gz``); it is
     tried before the public URLs.
 ``WORKSHOP_OUTPUT``
@@ -337,11 +337,12 @@ def fetch(name: str, retries: int = 3, timeout: float = 30.0) -> Path:
 
     Looks in the cache (``data_dir()``) first, then in ``$WORKSHOP_MIRROR``,
     then at each public URL in turn. Every file is checked against the
-    table's size and sha256 before it is returned; a cached file that fails
-    the check is deleted and fetched again. Downloads go to ``<file>.part``
-    and are renamed only once verified, so an interrupted or corrupt
-    download is never mistaken for the real file. Transient network errors
-    are retried ``retries`` times with growing pauses; an interrupted
+    table's size and sha256 before it is returned, and a cached file that
+    fails the check is deleted and fetched again. Downloads go to
+    ``<file>.part`` and are renamed only once verified, so an interrupted or
+    corrupt download is never mistaken for the real file. Transient network
+    errors (time-outs, resets, HTTP 5xx) are retried ``retries`` times with
+    growing pauses, but a failed host name lookup is not. An interrupted
     download resumes with an HTTP Range request where the server allows it.
     Raises DownloadError, naming every source tried and what to do.
     """
@@ -395,7 +396,7 @@ def _failure_message(dataset: Dataset, target: Path, failures: list[str]) -> str
         "  - check the network connection and run the cell again (downloads resume);",
         f"  - or copy the file by hand to {target}"
         + " (it is checked against its sha256 before use);",
-        f"  - or set WORKSHOP_MIRROR to a folder or URL that holds {dataset.path}.",
+        f"  - or set WORKSHOP_MIRROR to a folder or URL that contains {dataset.path}.",
     ]
     if any("certificate" in failure.lower() for failure in failures):
         lines.append(
@@ -477,7 +478,7 @@ def _fetch_from(
         raise DownloadError(f"{type(error).__name__}: {error}") from error
     finally:
         # Only an incomplete HTTP download is kept, so the next try can resume
-        # it; it is verified like any other file before it is ever used.
+        # it. Like any other file, it is verified before it is ever used.
         if partial.exists():
             resumable = is_http and not member
             if not resumable or partial.stat().st_size >= dataset.size:
@@ -496,16 +497,14 @@ def _fetch_archive_member(
     """Extract ``member`` of the zip archive at ``url`` into ``partial``.
 
     A copy of the archive placed by hand in the cache folder or the mirror
-    folder is used without a download; otherwise it is downloaded first.
+    folder is used without a download. Otherwise the archive is downloaded first.
     """
     archive_name = Path(url).name
     folder = Path(dataset.path).parent
     candidates = [data_dir() / folder / archive_name]
     mirror = os.environ.get("WORKSHOP_MIRROR", "").strip()
     if mirror and "://" not in mirror:
-        candidates.append(
-            Path(str(_setting_path("WORKSHOP_MIRROR"))) / folder / archive_name
-        )
+        candidates.append(_setting_path("WORKSHOP_MIRROR") / folder / archive_name)
     archive = next((path for path in candidates if path.is_file()), None)
     if archive is None:
         archive = candidates[0]
@@ -672,7 +671,7 @@ def read_idx(path: Path) -> np.ndarray:
     expected = int(np.prod(shape)) if shape else 0
     if len(data) - header != expected:
         raise ValueError(
-            f"{path} holds {len(data) - header:,} data bytes, but its header "
+            f"{path} contains {len(data) - header:,} data bytes, but its header "
             f"announces shape {shape} ({expected:,} bytes)"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
@@ -805,7 +804,7 @@ def mnist_like(
     ``cropped``: the bounding box of the strokes; ``scaled``: the longer side
     resized to ``box`` pixels, keeping the aspect ratio; ``centred`` (the
     result): placed in ``size`` x ``size`` with the centre of mass in the
-    middle. Raises ValueError if the picture holds no digit (uniform).
+    middle. Raises ValueError if the picture contains no digit (uniform).
     """
     from PIL import Image
 
@@ -1351,9 +1350,12 @@ def _check_higgs_start(path: Path, layout: HiggsLayout, data: bytes) -> int:
     first = lines[0]
     if layout.header:
         names = [name.strip().lower() for name in first.split(layout.delimiter)]
-        wanted = list(HIGGS_FEATURES)
-        wanted = ["label", *wanted] if layout.label_first else [*wanted, "label"]
-        if names != wanted:
+        expected_names = list(HIGGS_FEATURES)
+        if layout.label_first:
+            expected_names = ["label", *expected_names]
+        else:
+            expected_names = [*expected_names, "label"]
+        if names != expected_names:
             raise HiggsFormatError(
                 f"{path}: the first line is not the expected header; found "
                 f"{first[:120]!r}; {expected}, the header naming the 28 features "

@@ -58,8 +58,8 @@ if [ "$backends" = yes ]; then
     fi
 fi
 
-# One kernel of this name exists per user: say so when another clone's
-# environment had it, because its notebooks now run in this one.
+# One kernel of this name exists per user. Print a note when it belonged to
+# another clone's environment, because that clone's notebooks now run here.
 spec="$("$venv/bin/jupyter" kernelspec list --json 2>/dev/null \
     | "$venv/bin/python" -c "import json, sys; specs = json.load(sys.stdin)['kernelspecs']; print(specs.get('$kernel_name', {}).get('spec', {}).get('argv', [''])[0])" \
     2>/dev/null || true)"

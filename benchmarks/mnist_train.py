@@ -3,9 +3,9 @@
 Usage: python benchmarks/mnist_train.py [--mirror FOLDER_OR_URL]
 
 Runs keras/mnist_train.ipynb at the workshop size on the full MNIST data
-(60,000 training images, tested on the 10,000 official test images) and,
-in the same run, a baseline: the same two-layer convnet trained the plain
-way (Adam at a constant learning rate 1e-3, batch 128, 7 epochs). Prints
+(60,000 training images, tested on the 10,000 official test images). In
+the same run it trains a baseline: the same two-layer convnet trained the
+plain way (Adam at a constant learning rate 1e-3, batch 128, 7 epochs). Prints
 the test accuracy and training time of both and their ratio. Data comes
 from ``--mirror``, ``$WORKSHOP_MIRROR`` or ``$WORKSHOP_TEST_DATA``, in that
 order, through the workshop's download code.

@@ -88,8 +88,8 @@ def execute(
 
     ``extra_code`` runs as a last cell (the tests use it to read variables).
     The executed notebook is written to ``output`` when given, also when a
-    cell fails, so the error can be read in context; the kernel's own log goes
-    beside it, as ``<name>.kernel.log``.
+    cell fails, so the error can be read in context. The kernel's own log
+    goes beside it, as ``<name>.kernel.log``.
     """
     notebook = nbformat.read(path, as_version=4)
     if extra_code:

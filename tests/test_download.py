@@ -154,7 +154,7 @@ def test_unknown_name_lists_known(table: Path) -> None:
 
 
 def test_registered_checksums_match_samples() -> None:
-    """Every file of the real table that the sample folder holds matches it."""
+    """Every sample file listed in the real table matches its size and sha256."""
     checked = 0
     for dataset in common.datasets().values():
         sample = sample_data_dir() / dataset.path
